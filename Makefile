@@ -1,0 +1,38 @@
+# alinea: `make demo` runs the whole loop on the embedded tiny default; `make test` runs the tests.
+# Every target works from a fresh clone: `install` creates .venv and installs the CPU torch wheel first.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: install
+	HF_HUB_OFFLINE=1 $(BIN)/alinea demo --config configs/tiny.toml
+
+test: install
+	HF_HUB_OFFLINE=1 ALINEA_PROGRESS=0 $(BIN)/pytest -q
+
+test-fast: install
+	HF_HUB_OFFLINE=1 ALINEA_PROGRESS=0 $(BIN)/pytest -q -m "not slow"
+
+lint: install
+	$(BIN)/ruff check src tests
+
+bench: install
+	HF_HUB_OFFLINE=1 $(BIN)/alinea bench pretrain --json
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,282 @@
+"""Configuration: one dataclass per stage, loaded from TOML, overridden from the command line.
+
+Every field has a type, a default and a one-line help text (`field(metadata={"help": ...})`), shown by
+`alinea config show`. A TOML preset (`configs/tiny.toml`) has one table per stage (`[model]`, `[pretrain]`, ...);
+`--set section.field=value` overrides one field, the value read as a TOML literal (`3e-4`, `true`, `"text"`, `[1, 2]`)
+or, failing that, as a bare string. An unknown section or key, or a value of the wrong type, is a `UserError` that
+names the key and lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from alinea.errors import UserError
+
+
+def _f(default: Any, help: str) -> Any:
+    """A dataclass field with a default and a help text (lists get a default factory)."""
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class DemoDataConfig:
+    """The embedded synthetic data set used by `make demo` (see `alinea.data.synthetic`)."""
+
+    out_dir: str = _f("runs/demo-data", "Folder the generated corpus.txt, prompts.jsonl and demonstrations.jsonl go to.")
+    n_documents: int = _f(6000, "Documents in the English pretraining corpus.")
+    n_prompts: int = _f(200, "Prompts for sampling and the later RL stages (about 10% French, Spanish, Malagasy).")
+    n_demonstrations: int = _f(300, "Demonstrations (prompt + ideal answer) for SFT.")
+    seed: int = _f(0, "Seed of the generator: the same seed gives byte-identical files.")
+
+
+@dataclass
+class TokenizerConfig:
+    """Byte-level BPE tokenizer trained with `tokenizers`, saved as a transformers fast tokenizer."""
+
+    vocab_size: int = _f(8192, "Vocabulary size, special tokens included.")
+    min_frequency: int = _f(2, "A pair must occur this often to be merged.")
+    max_documents: int = _f(0, "Train on at most this many documents of the corpus (0 = all).")
+
+
+@dataclass
+class ModelConfig:
+    """A transformers causal LM: built from these fields (Llama architecture), or loaded from `init_from`."""
+
+    init_from: str = _f("", "A local Hugging Face checkpoint directory to start from; empty builds a new model.")
+    hidden_size: int = _f(192, "Width of the residual stream.")
+    num_layers: int = _f(4, "Transformer blocks.")
+    num_heads: int = _f(4, "Attention heads (hidden_size must be divisible by it).")
+    num_kv_heads: int = _f(4, "Key/value heads (grouped-query attention when smaller than num_heads).")
+    intermediate_size: int = _f(512, "Width of the MLP's hidden layer.")
+    max_position_embeddings: int = _f(512, "Longest sequence the model can read.")
+    rope_theta: float = _f(10000.0, "Base of the rotary position embedding.")
+    tie_word_embeddings: bool = _f(True, "Share the input embedding and the output head (saves vocab x width params).")
+    initializer_range: float = _f(0.02, "Std of the normal initialisation of new weights.")
+
+
+@dataclass
+class TrainConfig:
+    """Fields shared by every gradient-descent stage (pretraining, SFT)."""
+
+    seed: int = _f(0, "Seed for weights, data order and sampling; same config + seed = same numbers.")
+    batch_size: int = _f(16, "Sequences per step on each process (the global batch is this x processes).")
+    grad_accum: int = _f(1, "Micro-batches accumulated before each optimizer step.")
+    max_steps: int = _f(300, "Optimizer steps in the run.")
+    lr: float = _f(1e-3, "Peak learning rate (AdamW).")
+    min_lr_ratio: float = _f(0.1, "The cosine schedule decays to lr x this.")
+    warmup_steps: int = _f(30, "Linear warm-up steps from 0 to lr.")
+    weight_decay: float = _f(0.1, "AdamW decoupled weight decay (not applied to norms and biases).")
+    adam_beta1: float = _f(0.9, "AdamW beta1.")
+    adam_beta2: float = _f(0.95, "AdamW beta2.")
+    adam_eps: float = _f(1e-8, "AdamW epsilon.")
+    grad_clip: float = _f(1.0, "Clip the global gradient norm to this (0 = off).")
+    precision: str = _f("auto", "fp32, bf16 (autocast) or auto: bf16 only where the hardware runs it faster.")
+    eval_every: int = _f(100, "Evaluate held-out loss every this many steps (0 = only at the end).")
+    eval_batches: int = _f(8, "Batches of held-out data per evaluation (0 = all).")
+    save_every: int = _f(100, "Write a resumable checkpoint every this many steps (0 = only at the end).")
+    log_every: int = _f(10, "Write a metrics line every this many steps.")
+    runs_dir: str = _f("runs", "Parent folder of run directories (runs/<stage>-<timestamp>/).")
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    """Causal-LM pretraining on raw text, packed into fixed-length sequences."""
+
+    corpus: str = _f("runs/demo-data/corpus.txt", "Raw text; documents separated by blank lines.")
+    tokenizer: str = _f("", "Tokenizer directory (empty: the one inside model.init_from).")
+    seq_len: int = _f(128, "Tokens per packed training sequence.")
+    heldout_fraction: float = _f(0.05, "Share of documents kept out of training for held-out perplexity.")
+
+
+@dataclass
+class SFTConfig(TrainConfig):
+    """Supervised fine-tuning on demonstrations: loss on assistant tokens only."""
+
+    model: str = _f("", "Checkpoint directory to fine-tune (a pretrain run's final/ or any local HF model).")
+    data: str = _f("runs/demo-data/demonstrations.jsonl", "Demonstrations (JSONL, alinea records).")
+    eval_fraction: float = _f(0.1, "Share of demonstrations kept out for eval loss.")
+    max_len: int = _f(256, "Longest tokenized conversation; longer ones are cut from the left of the prompt.")
+    lora: bool = _f(False, "Train LoRA adapters (peft) instead of all weights.")
+    lora_r: int = _f(8, "LoRA rank.")
+    lora_alpha: int = _f(16, "LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = _f(0.0, "Dropout on the LoRA branch.")
+    lora_targets: list = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Module names that get LoRA adapters.")
+
+
+@dataclass
+class GenerateConfig:
+    """Sampling from a model with a KV cache."""
+
+    max_new_tokens: int = _f(64, "Tokens generated per answer at most.")
+    temperature: float = _f(0.8, "Softmax temperature (0 = greedy).")
+    top_p: float = _f(0.95, "Nucleus sampling: keep the smallest set of tokens whose probability reaches this.")
+    batch_size: int = _f(16, "Prompts generated together.")
+    seed: int = _f(0, "Sampling seed.")
+
+
+@dataclass
+class AlineaConfig:
+    """All stages. A TOML preset sets any subset; every other field keeps its default."""
+
+    demo_data: DemoDataConfig = field(default_factory=DemoDataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading, overriding, saving
+
+
+def _sections() -> dict[str, type]:
+    hints = typing.get_type_hints(AlineaConfig)
+    return {f.name: hints[f.name] for f in dataclasses.fields(AlineaConfig)}
+
+
+def _field_types(section_cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(section_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(section_cls)}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "none"
+    if origin is list or tp is list:
+        return "list"
+    return {int: "integer", float: "number", bool: "true/false", str: "string"}.get(tp, str(tp))
+
+
+def _check_value(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Is `value` of type `tp`? Returns (ok, value converted where lossless, e.g. int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, converted = _check_value(value, arg)
+            if ok:
+                return True, converted
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return True, float(value)
+        return False, value
+    if tp is str:
+        return isinstance(value, str), value
+    if tp is list or origin is list:
+        return isinstance(value, list), value
+    return isinstance(value, tp), value
+
+
+def _set_field(cfg: AlineaConfig, section: str, key: str, value: Any, *, source: str) -> None:
+    sections = _sections()
+    if section not in sections:
+        raise UserError(
+            f"{source}: unknown config section '{section}'. Valid sections: {', '.join(sections)}."
+        )
+    types_ = _field_types(sections[section])
+    if key not in types_:
+        raise UserError(
+            f"{source}: unknown config key '{section}.{key}'. Valid keys of [{section}]: {', '.join(types_)}."
+        )
+    ok, converted = _check_value(value, types_[key])
+    if not ok:
+        raise UserError(
+            f"{source}: config key '{section}.{key}' expects {_type_name(types_[key])}, "
+            f"got {value!r} ({type(value).__name__})."
+        )
+    setattr(getattr(cfg, section), key, converted)
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "config") -> AlineaConfig:
+    """Build a config from nested tables; unknown sections/keys and wrong types are `UserError`s."""
+    cfg = AlineaConfig()
+    for section, table in data.items():
+        if not isinstance(table, dict):
+            valid = ", ".join(_sections())
+            raise UserError(f"{source}: '{section}' must be a table like [{section}]. Valid sections: {valid}.")
+        for key, value in table.items():
+            _set_field(cfg, section, key, value, source=source)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> AlineaConfig:
+    """Read a TOML preset (or start from the defaults) and apply `section.field=value` overrides."""
+    if path is None:
+        cfg = AlineaConfig()
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found.")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise UserError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}).") from None
+        except tomllib.TOMLDecodeError as err:
+            raise UserError(f"{path}: not valid TOML: {err}.") from None
+        cfg = config_from_dict(data, source=str(path))
+    for override in overrides or []:
+        apply_override(cfg, override)
+    return cfg
+
+
+def parse_override_value(text: str) -> Any:
+    """Read `text` as a TOML literal (number, bool, quoted string, list); a bare word stays a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(cfg: AlineaConfig, override: str) -> None:
+    """Apply one `section.field=value` override in place."""
+    source = f"--set {override}"
+    if "=" not in override:
+        raise UserError(f"{source}: expected section.field=value, e.g. pretrain.lr=3e-4.")
+    dotted, text = override.split("=", 1)
+    parts = dotted.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise UserError(
+            f"{source}: expected section.field=value, e.g. pretrain.lr=3e-4. Valid sections: {', '.join(_sections())}."
+        )
+    _set_field(cfg, parts[0], parts[1], parse_override_value(text.strip()), source=source)
+
+
+def config_to_dict(cfg: AlineaConfig) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def save_config(cfg: AlineaConfig, path: str | Path) -> None:
+    Path(path).write_text(tomli_w.dumps(config_to_dict(cfg)), encoding="utf-8")
+
+
+def describe_config(cfg: AlineaConfig | None = None) -> list[tuple[str, str, str, str]]:
+    """(key, type, value, help) for every field, for `alinea config show`."""
+    cfg = cfg or AlineaConfig()
+    rows = []
+    for section, cls in _sections().items():
+        types_ = _field_types(cls)
+        for f in dataclasses.fields(cls):
+            value = getattr(getattr(cfg, section), f.name)
+            rows.append((f"{section}.{f.name}", _type_name(types_[f.name]), repr(value), f.metadata.get("help", "")))
+    return rows

@@ -1,0 +1,396 @@
+"""The training loop shared by pretraining and SFT: explicit, resumable, data-parallel through accelerate.
+
+One optimizer step = `grad_accum` micro-batches of `batch_size` sequences on each of the `world` processes. The
+order of examples is a pure function of (seed, step), so a resumed run sees exactly the batches the uninterrupted
+run would have seen, and a 2-process run with batch B sees the same rows per step as a 1-process run with batch 2B.
+
+Metrics (metrics.jsonl, split "train", every `log_every` steps):
+- `loss`: mean next-token cross-entropy over labelled tokens, averaged over the steps since the last log line.
+  Pretraining starts near ln(vocab) (9.0 for 8192) and should fall steadily.
+- `lr`: learning rate of the step. `grad_norm`: global gradient norm before clipping; spikes far above the usual
+  value point at a too-high learning rate.
+- `tokens_per_s`: labelled tokens processed per second over all processes (throughput).
+Split "eval": `loss` and `ppl = exp(loss)` on held-out data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from alinea.config import AlineaConfig, TrainConfig
+from alinea.errors import UserError
+from alinea.losses import IGNORE_INDEX, shift_for_next_token, token_nll
+from alinea.model.causal_lm import save_checkpoint
+from alinea.progress import progress_bar
+from alinea.train.runs import MetricsLogger, RunDir
+from alinea.train.schedule import warmup_cosine
+
+
+class Interrupted(UserError):
+    """Ctrl-C during training: a checkpoint was written; the message says how to resume."""
+
+    exit_code = 130
+
+
+@dataclass
+class TokenBatch:
+    """A padded batch of token sequences."""
+
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T) 1 for real tokens
+    labels: torch.Tensor  # (B, T) token ids, IGNORE_INDEX where no loss is wanted
+
+    def to(self, device) -> TokenBatch:
+        return TokenBatch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device))
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    final_dir: Path
+    steps: int
+    train_loss: float
+    eval_loss: float | None
+    tokens_per_s: float
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Precision and the loss module
+
+
+def cpu_supports_fast_bf16() -> bool:
+    """True when this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX); without them bf16 is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str) -> str:
+    """'fp32' or 'bf16' for the configured `precision` (auto: bf16 only where the hardware makes it faster)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise UserError(f"precision: expected one of auto, fp32, bf16, got {precision!r}.")
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if cpu_supports_fast_bf16() else "fp32"
+
+
+class CausalLMLoss(nn.Module):
+    """Wraps a causal LM so that one forward returns the mean loss over labelled tokens.
+
+    Logits are computed only at positions that have a target (the vocabulary projection is the costliest matmul of
+    a small model; SFT skips it on prompt tokens). Going through this module's forward keeps DDP's gradient sync.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def _base(self) -> nn.Module:
+        model = self.model
+        return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    def forward(self, input_ids, attention_mask, labels):
+        base = self._base()
+        hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B,T,H)
+        targets = shift_for_next_token(labels)  # (B, T)
+        keep = targets != IGNORE_INDEX
+        logits = base.get_output_embeddings()(hidden[keep])  # (N, V)
+        n_tokens = keep.sum()
+        if int(n_tokens) == 0:
+            return logits.sum() * 0.0, n_tokens
+        return token_nll(logits, targets[keep]).mean(), n_tokens
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; weight decay on matrices only (not norms, biases)."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    kwargs = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # fused kernel not available for this device/dtype
+        return torch.optim.AdamW(groups, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data order
+
+
+def example_indices(step: int, micro: int, *, n_examples: int, global_batch: int, grad_accum: int, seed: int):
+    """Indices of the examples in micro-batch `micro` of optimizer step `step`, over all processes.
+
+    The stream is the concatenation of per-epoch permutations (epoch e shuffled with seed + e), read in order.
+    """
+    start = (step * grad_accum + micro) * global_batch
+    out = []
+    for position in range(start, start + global_batch):
+        epoch, offset = divmod(position, n_examples)
+        out.append(int(_epoch_permutation(n_examples, seed, epoch)[offset]))
+    return out
+
+
+_PERM_CACHE: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    key = (n, seed, epoch)
+    if key not in _PERM_CACHE:
+        if len(_PERM_CACHE) > 8:
+            _PERM_CACHE.clear()
+        _PERM_CACHE[key] = np.random.default_rng([seed, epoch]).permutation(n)
+    return _PERM_CACHE[key]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The step
+
+
+class TrainStep:
+    """Model + optimizer + accelerator; `step(micro_batches)` does one optimizer step and returns its metrics."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig, *, accelerator=None) -> None:
+        from accelerate import Accelerator
+
+        self.cfg = cfg
+        self.precision = resolve_precision(cfg.precision)
+        if accelerator is None:
+            accelerator = Accelerator(
+                mixed_precision="bf16" if self.precision == "bf16" else "no",
+                cpu=not torch.cuda.is_available(),
+            )
+        self.accelerator = accelerator
+        self.loss_module = CausalLMLoss(model)
+        self.optimizer = make_optimizer(model, cfg)
+        self.wrapped, self.optimizer = accelerator.prepare(self.loss_module, self.optimizer)
+        self.base_lrs = [cfg.lr for _ in self.optimizer.param_groups]
+
+    @property
+    def model(self) -> nn.Module:
+        return self.loss_module.model
+
+    def set_lr(self, step: int) -> float:
+        factor = warmup_cosine(
+            step, warmup_steps=self.cfg.warmup_steps, max_steps=self.cfg.max_steps, min_ratio=self.cfg.min_lr_ratio
+        )
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+        return self.cfg.lr * factor
+
+    def step(self, step: int, micro_batches: Sequence[TokenBatch]) -> dict[str, float]:
+        """Forward/backward over the micro-batches, clip, AdamW update. Returns loss, lr, grad_norm, tokens."""
+        acc = self.accelerator
+        self.wrapped.train()
+        lr = self.set_lr(step)
+        total_loss = torch.zeros((), device=acc.device)
+        total_tokens = torch.zeros((), device=acc.device, dtype=torch.long)
+        for i, batch in enumerate(micro_batches):
+            batch = batch.to(acc.device)
+            last = i == len(micro_batches) - 1
+            sync = contextlib.nullcontext() if last else acc.no_sync(self.wrapped)
+            with sync:
+                loss, n_tokens = self.wrapped(batch.input_ids, batch.attention_mask, batch.labels)
+                acc.backward(loss / len(micro_batches))
+            total_loss += loss.detach()
+            total_tokens += n_tokens
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.wrapped.parameters() if p.grad is not None],
+            self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf"),
+        )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        mean_loss = acc.reduce(total_loss / len(micro_batches), reduction="mean")
+        tokens = acc.reduce(total_tokens, reduction="sum")
+        return {"loss": float(mean_loss), "lr": lr, "grad_norm": float(grad_norm), "tokens": int(tokens)}
+
+    @torch.no_grad()
+    def evaluate(self, batches: Sequence[TokenBatch]) -> float:
+        """Token-weighted mean loss over `batches` (each process takes its share; the sums are reduced)."""
+        acc = self.accelerator
+        self.wrapped.eval()
+        loss_sum = torch.zeros((), device=acc.device, dtype=torch.float64)
+        token_sum = torch.zeros((), device=acc.device, dtype=torch.float64)
+        for batch in batches[acc.process_index :: acc.num_processes]:
+            batch = batch.to(acc.device)
+            with acc.autocast():
+                loss, n_tokens = self.wrapped(batch.input_ids, batch.attention_mask, batch.labels)
+            loss_sum += loss.double() * n_tokens
+            token_sum += n_tokens
+        loss_sum = acc.reduce(loss_sum, reduction="sum")
+        token_sum = acc.reduce(token_sum, reduction="sum")
+        return float(loss_sum / token_sum.clamp(min=1))
+
+    # -- resumable state -------------------------------------------------------------------------------------------
+
+    def state(self, step: int) -> dict:
+        trainable = {k: v for k, v in self.model.named_parameters() if v.requires_grad}
+        return {
+            "step": step,
+            "model": {k: v.detach().cpu().clone() for k, v in trainable.items()},
+            "optimizer": self.optimizer.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+            },
+        }
+
+    def load_state(self, state: dict) -> int:
+        params = dict(self.model.named_parameters())
+        missing = [k for k in state["model"] if k not in params]
+        if missing:
+            raise UserError(f"checkpoint does not match the model: unknown parameters {missing[:3]}")
+        with torch.no_grad():
+            for name, value in state["model"].items():
+                params[name].copy_(value)
+        self.optimizer.load_state_dict(state["optimizer"])
+        random.setstate(state["rng"]["python"])
+        np.random.set_state(state["rng"]["numpy"])
+        torch.set_rng_state(state["rng"]["torch"])
+        return int(state["step"])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+def train_loop(
+    *,
+    stage: str,
+    cfg: TrainConfig,
+    full_cfg: AlineaConfig,
+    model: nn.Module,
+    tokenizer,
+    n_examples: int,
+    collate: Callable[[list[int]], TokenBatch],
+    eval_batches: Sequence[TokenBatch],
+    resume: str | Path | None = None,
+    save_model: Callable[[nn.Module, Path], None] | None = None,
+    extra_meta: dict | None = None,
+) -> TrainResult:
+    """Train `model` for `cfg.max_steps` optimizer steps; see the module docstring for the data order and metrics."""
+    if n_examples <= 0:
+        raise UserError(f"{stage}: no training examples.")
+    trainer = TrainStep(model, cfg)
+    acc = trainer.accelerator
+    world = acc.num_processes
+    global_batch = cfg.batch_size * world
+
+    if resume:
+        run = RunDir.open(resume, stage=stage)
+    elif acc.is_main_process:
+        meta = {"precision": trainer.precision, "processes": world, "device": str(acc.device), **(extra_meta or {})}
+        run = RunDir.create(stage, full_cfg, runs_dir=cfg.runs_dir, seed=cfg.seed, extra=meta)
+    else:
+        run = None
+    run = _broadcast_run(acc, run)
+
+    start_step = 0
+    if resume:
+        checkpoint = run.latest_checkpoint()
+        if checkpoint is not None:
+            state = torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=False)
+            start_step = trainer.load_state(state)
+        if acc.is_main_process:
+            run.truncate_metrics(start_step)
+        if start_step >= cfg.max_steps and run.final_dir.is_dir():
+            acc.print(f"{run.path}: already finished ({start_step} steps).")
+    logger = MetricsLogger(run, enabled=acc.is_main_process)
+    save = save_model or (lambda m, d: save_checkpoint(m, tokenizer, d))
+
+    def write_checkpoint(step: int) -> None:
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            target = run.checkpoint_dir(step)
+            save(trainer.model, target)
+            tmp = target / "trainer_state.pt.tmp"
+            torch.save(trainer.state(step), tmp)
+            tmp.rename(target / "trainer_state.pt")
+            run.prune_checkpoints(keep=2)
+        acc.wait_for_everyone()
+
+    window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+    last_loss, eval_loss, throughput = float("nan"), None, 0.0
+    step = start_step
+    try:
+        with progress_bar(stage, cfg.max_steps, rate_unit="tok", completed=start_step) as bar:
+            while step < cfg.max_steps:
+                micro = []
+                for m in range(cfg.grad_accum):
+                    indices = example_indices(
+                        step, m, n_examples=n_examples, global_batch=global_batch, grad_accum=cfg.grad_accum,
+                        seed=cfg.seed,
+                    )
+                    mine = indices[acc.process_index * cfg.batch_size : (acc.process_index + 1) * cfg.batch_size]
+                    micro.append(collate(mine))
+                metrics = trainer.step(step, micro)
+                if not math.isfinite(metrics["loss"]):
+                    raise UserError(
+                        f"{stage}: the loss became {metrics['loss']} at step {step}. Lower {stage}.lr "
+                        f"(now {cfg.lr}) or raise {stage}.warmup_steps; resume from the last checkpoint with --resume."
+                    )
+                step += 1
+                last_loss = metrics["loss"]
+                window_loss += metrics["loss"]
+                window_steps += 1
+                window_tokens += metrics["tokens"]
+                bar.advance(1, rate_count=metrics["tokens"], info=f"loss {metrics['loss']:.3f}")
+                if step % max(1, cfg.log_every) == 0 or step == cfg.max_steps:
+                    elapsed = time.perf_counter() - window_start
+                    throughput = window_tokens / max(elapsed, 1e-9)
+                    logger.log(
+                        step, "train", loss=window_loss / window_steps, lr=metrics["lr"],
+                        grad_norm=metrics["grad_norm"], tokens_per_s=throughput,
+                    )
+                    window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+                if eval_batches and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps):
+                    eval_loss = trainer.evaluate(eval_batches)
+                    logger.log(step, "eval", loss=eval_loss, ppl=math.exp(min(eval_loss, 50.0)))
+                if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
+                    write_checkpoint(step)
+    except KeyboardInterrupt:
+        if step > start_step:
+            write_checkpoint(step)
+        logger.close()
+        raise Interrupted(
+            f"{stage}: interrupted at step {step}; checkpoint written. Continue with "
+            f"`alinea {stage} --resume {run.path}`."
+        ) from None
+    if eval_batches and eval_loss is None:
+        eval_loss = trainer.evaluate(eval_batches)
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        save(trainer.model, run.final_dir)
+    acc.wait_for_everyone()
+    logger.close()
+    return TrainResult(
+        run_dir=run.path, final_dir=run.final_dir, steps=step, train_loss=last_loss, eval_loss=eval_loss,
+        tokens_per_s=throughput,
+    )
+
+
+def _broadcast_run(acc, run: RunDir | None) -> RunDir:
+    """All processes use the run directory the main process created."""
+    if acc.num_processes == 1:
+        return run
+    from accelerate.utils import broadcast_object_list
+
+    holder = [str(run.path) if run is not None else None]
+    broadcast_object_list(holder, from_process=0)
+    return RunDir(holder[0])
