@@ -166,3 +166,12 @@ def test_nothing_importable_is_an_error_even_when_skipping(write_lines):
     empty = write_lines("empty.jsonl", [])
     with pytest.raises(UserError, match="holds no rows to import as hh-rlhf"):
         import_hh_rlhf(empty, skip_invalid=True)
+
+
+def test_non_utf8_file_is_refused_even_when_skipping(tmp_path):
+    path = tmp_path / "hh.jsonl"
+    path.write_bytes(json.dumps(hh(CHOSEN, REJECTED)).encode() + b"\n" + b'{"chosen": "caf\xe9"}\n')
+    with pytest.raises(UserError) as caught:
+        import_hh_rlhf(path, skip_invalid=True)
+    assert caught.value.message == f"{path} is not UTF-8 text; save it as UTF-8 and run again."
+    assert caught.value.details == [f"{path}:2: encoding: expected UTF-8 text, found byte 0xe9 at column 16"]

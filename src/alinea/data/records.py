@@ -161,7 +161,7 @@ class BaseRecord:
     messages: tuple[Message, ...] | None = None
     """The prompt as a chat: non-empty, the last message is the user's turn."""
     id: str | None = None
-    """The record's identifier, unique within a data set (not checked across files)."""
+    """Your identifier for the record (uniqueness is not checked)."""
     language: str = DEFAULT_LANGUAGE
     """Language code of the prompt and responses: 'en', 'fr', 'es', 'mg', 'pt-BR', ..."""
     tags: tuple[str, ...] = ()

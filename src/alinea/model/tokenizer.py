@@ -126,3 +126,19 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     if not getattr(tokenizer, "chat_template", None):
         tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+def save_tokenizer(tokenizer, out_dir: str | Path) -> Path:
+    """Save to `out_dir` through a temporary folder and a rename, so a crash leaves no half-written tokenizer."""
+    import shutil
+
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tokenizer.save_pretrained(str(tmp))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp.rename(out_dir)
+    return out_dir

@@ -68,6 +68,16 @@ class TrainResult:
 # Precision and the loss module
 
 
+def num_processes() -> int:
+    """Processes of this (possibly distributed) run: 1, or what `accelerate launch` / torchrun started.
+
+    Read from WORLD_SIZE (set by both launchers) so that asking does not initialise the process group early.
+    """
+    import os
+
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def cpu_supports_fast_bf16() -> bool:
     """True when this CPU has native bf16 matrix instructions (AVX512-BF16 or AMX); without them bf16 is slower."""
     try:
@@ -311,6 +321,7 @@ def train_loop(
             run.truncate_metrics(start_step)
         if start_step >= cfg.max_steps and run.final_dir.is_dir():
             acc.print(f"{run.path}: already finished ({start_step} steps).")
+            return _finished_result(run, start_step)
     logger = MetricsLogger(run, enabled=acc.is_main_process)
     save = save_model or (lambda m, d: save_checkpoint(m, tokenizer, d))
 
@@ -382,6 +393,18 @@ def train_loop(
     return TrainResult(
         run_dir=run.path, final_dir=run.final_dir, steps=step, train_loss=last_loss, eval_loss=eval_loss,
         tokens_per_s=throughput,
+    )
+
+
+def _finished_result(run: RunDir, steps: int) -> TrainResult:
+    """The result of a run that had already finished, read back from its metrics."""
+    train = run.read_metrics("train")
+    evals = run.read_metrics("eval")
+    return TrainResult(
+        run_dir=run.path, final_dir=run.final_dir, steps=steps,
+        train_loss=train[-1]["loss"] if train else float("nan"),
+        eval_loss=evals[-1]["loss"] if evals else None,
+        tokens_per_s=train[-1].get("tokens_per_s", 0.0) if train else 0.0,
     )
 
 

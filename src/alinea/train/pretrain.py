@@ -16,7 +16,7 @@ from alinea.data.corpus import pack_documents, read_documents, split_documents
 from alinea.errors import UserError
 from alinea.model.causal_lm import build_model_for_tokenizer, check_vocab, load_model
 from alinea.model.tokenizer import load_tokenizer
-from alinea.train.loop import TokenBatch, TrainResult, train_loop
+from alinea.train.loop import TokenBatch, TrainResult, num_processes, train_loop
 
 
 def packed_batch(rows: torch.Tensor) -> TokenBatch:
@@ -53,7 +53,8 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None) -> TrainResult:
     eval_batches = []
     if heldout_docs:
         heldout_rows = pack_documents(heldout_docs, tokenizer, pcfg.seq_len)
-        limit = pcfg.eval_batches * pcfg.batch_size if pcfg.eval_batches else len(heldout_rows)
+        # eval_batches counts global batches, so 1 process x batch 2B scores the same rows as 2 processes x batch B.
+        limit = pcfg.eval_batches * pcfg.batch_size * num_processes() if pcfg.eval_batches else len(heldout_rows)
         heldout_rows = heldout_rows[:limit]
         eval_batches = [packed_batch(heldout_rows[i : i + pcfg.batch_size]) for i in range(0, len(heldout_rows), pcfg.batch_size)]
     model = prepare_model(cfg, tokenizer)

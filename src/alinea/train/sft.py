@@ -20,7 +20,7 @@ from alinea.errors import UserError
 from alinea.losses import IGNORE_INDEX
 from alinea.model.causal_lm import load_model_and_tokenizer, save_checkpoint
 from alinea.model.tokenizer import END_OF_TURN, turn_header
-from alinea.train.loop import TokenBatch, TrainResult, train_loop
+from alinea.train.loop import TokenBatch, TrainResult, num_processes, train_loop
 
 
 @dataclass
@@ -134,7 +134,7 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None) -> TrainResult:
         pad_batch(eval_examples[i : i + scfg.batch_size], pad_id) for i in range(0, len(eval_examples), scfg.batch_size)
     ]
     if scfg.eval_batches:
-        eval_batches = eval_batches[: scfg.eval_batches]
+        eval_batches = eval_batches[: scfg.eval_batches * num_processes()]  # global batches
     if scfg.lora:
         model = add_lora(model, scfg)
 

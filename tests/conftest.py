@@ -1,0 +1,91 @@
+"""Fixtures shared by the test suite: a small synthetic corpus, a tokenizer trained on it, a tiny model.
+
+Everything is built once per session in a temporary folder and is small enough for milliseconds-to-seconds tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ALINEA_PROGRESS", "0")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# A tiny Llama for tests: a forward+backward of a 8x32 batch takes milliseconds.
+TINY_MODEL_OVERRIDES = [
+    "model.hidden_size=32",
+    "model.num_layers=2",
+    "model.num_heads=2",
+    "model.num_kv_heads=2",
+    "model.intermediate_size=64",
+    "model.max_position_embeddings=128",
+]
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory) -> dict[str, Path]:
+    """A small version of the embedded demo data: corpus.txt, prompts.jsonl, demonstrations.jsonl."""
+    from alinea.data.synthetic import write_demo_data
+
+    out = tmp_path_factory.mktemp("demo-data")
+    return write_demo_data(out, n_documents=600, n_prompts=40, n_demonstrations=60, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(demo_data, tmp_path_factory) -> Path:
+    """A 600-token byte-level BPE trained on the small corpus, saved as a transformers tokenizer."""
+    from alinea.data.corpus import read_documents
+    from alinea.model.tokenizer import save_tokenizer, train_tokenizer
+
+    tokenizer = train_tokenizer(read_documents(demo_data["corpus"]), vocab_size=600)
+    return save_tokenizer(tokenizer, tmp_path_factory.mktemp("tok") / "tokenizer")
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir):
+    from alinea.model.tokenizer import load_tokenizer
+
+    return load_tokenizer(tokenizer_dir)
+
+
+def tiny_overrides(tmp: Path, **extra: object) -> list[str]:
+    """`--set` overrides for a tiny, fast pretrain/SFT run writing under `tmp`."""
+    base = [
+        *TINY_MODEL_OVERRIDES,
+        f"pretrain.runs_dir={tmp}",
+        f"sft.runs_dir={tmp}",
+        "pretrain.seq_len=32",
+        "pretrain.batch_size=8",
+        "pretrain.max_steps=6",
+        "pretrain.warmup_steps=2",
+        "pretrain.eval_every=0",
+        "pretrain.save_every=0",
+        "pretrain.log_every=1",
+        "pretrain.eval_batches=2",
+        "sft.batch_size=4",
+        "sft.max_steps=4",
+        "sft.warmup_steps=1",
+        "sft.log_every=1",
+        "sft.max_len=96",
+        "generate.max_new_tokens=8",
+    ]
+    return base + [f"{k}={v}" for k, v in extra.items()]
+
+
+@pytest.fixture(scope="session")
+def pretrained_dir(demo_data, tokenizer_dir, tmp_path_factory) -> Path:
+    """A tiny model pretrained for a few steps on the small corpus: its final/ checkpoint directory."""
+    from alinea.config import load_config
+    from alinea.train import pretrain
+
+    runs = tmp_path_factory.mktemp("runs")
+    cfg = load_config(
+        None,
+        tiny_overrides(runs) + [f"pretrain.corpus={demo_data['corpus']}", f"pretrain.tokenizer={tokenizer_dir}"],
+    )
+    return pretrain.run(cfg).final_dir
