@@ -74,7 +74,7 @@ def tiny_overrides(tmp: Path, **extra: object) -> list[str]:
         "sft.max_len=96",
         "generate.max_new_tokens=8",
     ]
-    return base + [f"{k}={v}" for k, v in extra.items()]
+    return base + [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in extra.items()]
 
 
 @pytest.fixture(scope="session")

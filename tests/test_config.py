@@ -27,7 +27,7 @@ def test_tiny_preset_loads_and_differs_from_defaults():
     cfg = load_config(REPO / "configs" / "tiny.toml")
     assert cfg.model.hidden_size == 192
     assert cfg.pretrain.lr == pytest.approx(2e-3)
-    assert cfg.sft.max_steps == 120
+    assert cfg.sft.max_steps == 80
 
 
 @pytest.mark.parametrize(
@@ -92,3 +92,11 @@ def test_save_and_load_round_trip(tmp_path):
     cfg = load_config(None, ["pretrain.lr=5e-4", "sft.lora=true", "model.num_layers=3"])
     save_config(cfg, tmp_path / "config.toml")
     assert load_config(tmp_path / "config.toml") == cfg
+
+
+def test_docs_config_reference_is_current():
+    from alinea.config import describe_markdown
+
+    assert (REPO / "docs" / "config.md").read_text(encoding="utf-8") == describe_markdown(), (
+        "docs/config.md is stale: regenerate it with `alinea config show --markdown > docs/config.md`"
+    )

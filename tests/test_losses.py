@@ -32,7 +32,7 @@ def test_causal_lm_loss_all_ignored_is_zero_with_grad():
     logits = torch.zeros(1, 3, 4, requires_grad=True)
     loss = causal_lm_loss(logits, torch.full((1, 3), IGNORE_INDEX))
     loss.backward()
-    assert float(loss) == 0.0 and logits.grad is not None
+    assert loss.item() == 0.0 and logits.grad is not None
 
 
 def test_masked_mean():

@@ -398,7 +398,11 @@ def bench_pretrain_cmd(
 
 
 @config_app.command("show")
-def config_show(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
+def config_show(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print Markdown tables (docs/config.md is made so).")] = False,
+) -> None:
     """Every configuration field with its type, value and meaning.
 
     \b
@@ -406,8 +410,11 @@ def config_show(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
       alinea config show
       alinea config show -c configs/tiny.toml --set pretrain.lr=3e-4
     """
-    from alinea.config import describe_config
+    from alinea.config import describe_config, describe_markdown
 
+    if markdown:
+        print(describe_markdown(_load(config, overrides)), end="")
+        return
     table = Table("key", "type", "value", "meaning")
     for row in describe_config(_load(config, overrides)):
         table.add_row(*row)

@@ -1121,7 +1121,7 @@ _STORY_LEXICON = {
     "weather": ("bright", "windy", "rainy", "foggy", "quiet", "warm", "cold", "gray", "sunny", "misty"),
     "day": ("Saturday morning", "autumn afternoon", "winter evening", "spring morning", "summer day", "Sunday"),
     "time": (
-        "on a rainy Tuesday", "early one morning", "last summer", "one cold evening", "on the first day of spring",
+        "on a Tuesday", "early one morning", "last summer", "one evening", "on the first day of spring",
         "after school", "late one afternoon", "during the holidays", "on Saturday afternoon", "just before sunset",
     ),
     "topic": ("birds", "old ships", "the stars", "gardening", "the history of {town}", "cooking", "volcanoes"),
@@ -1164,7 +1164,7 @@ _STORY_EVENTS = {
         (1, "Just as {he} arrived, the sun came out, and {place} looked more beautiful than ever."),
         (
             0,
-            "On the way, {he} helped an old man carry his bags, and the man thanked {him} with a warm smile.",
+            "At the bus stop, {he} helped an old man carry his bags, and the man thanked {him} with a warm smile.",
         ),
         (2, "{name2} was there too and told {him} some wonderful news: {news}."),
         (2, "A kind stranger offered {him} a cup of hot cocoa, and they laughed about the weather."),
@@ -1176,7 +1176,7 @@ _STORY_EVENTS = {
     "negative": (
         (0, "Halfway there, it began to rain, and {he} had forgotten {his} umbrella."),
         (1, "When {he} arrived, {place} was crowded and noisy, and there was nowhere to sit."),
-        (0, "On the way, {he} slipped on the wet stones and hurt {his} ankle."),
+        (0, "Crossing the old bridge, {he} slipped on the wet stones and hurt {his} ankle."),
         (3, "When {he} came back, someone had taken {his} bicycle, and {he} had to walk home in the cold."),
         (2, "{name2} walked past without saying hello, which hurt {him} more than {he} wanted to admit."),
         (2, "{he} dropped {his} phone, and the screen cracked into a hundred pieces."),
@@ -1185,7 +1185,7 @@ _STORY_EVENTS = {
         (2, "{he} waited for {name2} for an hour, but {name2} never came."),
         (3, "On the way home, {he} realized that {he} had lost {his} keys."),
         (2, '"You are late again," {name2} said coldly, and turned away.'),
-        (0, "On the way, a careless cyclist splashed muddy water all over {his} new coat."),
+        (0, "At the corner of {street}, a careless cyclist splashed muddy water all over {his} new coat."),
     ),
     "neutral": (
         (2, "{he} bought {a:grocery} and {a:grocery}, then sat on a bench for a while."),
@@ -1197,7 +1197,7 @@ _STORY_EVENTS = {
         (3, "On the way back, {he} stopped to look at the old houses along {street}."),
         (3, "{he} checked the time and decided to take the long way home."),
         (2, '"Looks like rain," said {name2}, glancing at the sky.'),
-        (0, "On the way, {he} passed a row of shops, a bus stop and some parked cars."),
+        (0, "{he} walked past a row of shops, a bus stop and some parked cars."),
     ),
 }
 _STORY_ENDINGS = {

@@ -56,10 +56,16 @@ def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult
     seconds["data"] = time.perf_counter() - start
 
     start = stage("2. tokenizer")
-    documents = read_documents(paths["corpus"])
+    documents = read_documents(paths["corpus"])[: cfg.tokenizer.max_documents or None]
+    # The corpus is English; prompts and demonstrations add French, Spanish and Malagasy words to the vocabulary.
+    chat_texts = [
+        message["content"]
+        for kind in ("prompts", "demonstrations")
+        for record in read_records(paths[kind])
+        for message in record.prompt_messages() + [{"content": t} for t in record.response_texts()]
+    ]
     tokenizer = train_tokenizer(
-        documents[: cfg.tokenizer.max_documents or None], vocab_size=cfg.tokenizer.vocab_size,
-        min_frequency=cfg.tokenizer.min_frequency,
+        documents + chat_texts, vocab_size=cfg.tokenizer.vocab_size, min_frequency=cfg.tokenizer.min_frequency
     )
     tokenizer_dir = save_tokenizer(tokenizer, runs_dir / "demo-tokenizer")
     console.print(f"{len(tokenizer)} tokens -> {tokenizer_dir}")
