@@ -456,7 +456,7 @@ def main() -> None:
     """Entry point: run the app, turning user errors into one paragraph and exit code 2."""
     try:
         # In non-standalone mode click returns (not raises) the code of a `typer.Exit`, e.g. `data validate`'s 2.
-        code = app(standalone_mode=False)
+        code = app(prog_name="alinea", standalone_mode=False)
     except UserError as err:
         err_console.print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)

@@ -44,7 +44,7 @@ def bench_pretrain(
     seq_len = seq_len or cfg.pretrain.seq_len
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab_size, (batch_size, seq_len), generator=generator)
-    batch = TokenBatch(ids, torch.ones_like(ids), ids.clone())
+    batch = TokenBatch(ids, torch.ones_like(ids), ids, dense=True)  # packed, as `alinea pretrain` makes them
     tokens_per_step = batch_size * (seq_len - 1)
 
     model = build_model(cfg.model, vocab_size=vocab_size, pad_token_id=0, stop_ids=[1, 2], seed=seed)
@@ -52,7 +52,14 @@ def bench_pretrain(
     train_cfg = copy.deepcopy(cfg.pretrain)
     train_cfg.max_steps = 10**9  # keep the learning rate in warm-up/peak; the schedule costs the same anywhere
     ours = TrainStep(model, train_cfg)
+    device = ours.accelerator.device
+    baseline_model.to(device)
+    ids = ids.to(device)
     baseline_opt = torch.optim.AdamW(baseline_model.parameters(), lr=train_cfg.lr)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     def run_ours(step: int) -> None:
         ours.step(step, [batch])
@@ -70,9 +77,11 @@ def bench_pretrain(
     ours_rates, base_rates = [], []
     for r in range(rounds):
         for fn, rates in ((run_ours, ours_rates), (run_baseline, base_rates)):
+            sync()
             start = time.perf_counter()
             for i in range(steps):
                 fn(10 + r * steps + i)
+            sync()
             rates.append(tokens_per_step * steps / (time.perf_counter() - start))
     ours_rate = statistics.median(ours_rates)
     base_rate = statistics.median(base_rates)
@@ -82,6 +91,7 @@ def bench_pretrain(
         "batch": [batch_size, seq_len],
         "precision_ours": ours.precision,
         "precision_baseline": "fp32",
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
         "threads": torch.get_num_threads(),
         "steps_per_round": steps,
         "rounds": rounds,

@@ -49,9 +49,12 @@ class TokenBatch:
     input_ids: torch.Tensor  # (B, T)
     attention_mask: torch.Tensor  # (B, T) 1 for real tokens
     labels: torch.Tensor  # (B, T) token ids, IGNORE_INDEX where no loss is wanted
+    dense: bool = False  # every position but the last predicts a label (packed pretraining): no masking needed
 
     def to(self, device) -> TokenBatch:
-        return TokenBatch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device))
+        return TokenBatch(
+            self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device), self.dense
+        )
 
 
 @dataclass
@@ -113,16 +116,22 @@ class CausalLMLoss(nn.Module):
         model = self.model
         return model.get_base_model() if hasattr(model, "get_base_model") else model
 
-    def forward(self, input_ids, attention_mask, labels):
+    def forward(self, input_ids, attention_mask, labels, dense: bool = False):
+        """Mean next-token loss over labelled positions, and their count (a tensor: no host sync)."""
         base = self._base()
         hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B,T,H)
+        head = base.get_output_embeddings()
+        if dense:
+            # Packed pretraining: position t predicts labels[t + 1] everywhere; no gather, no data-dependent shape.
+            logits = head(hidden[:, :-1])  # (B, T-1, V)
+            nll = token_nll(logits.flatten(0, 1), labels[:, 1:].flatten())  # (B*(T-1),)
+            return nll.mean(), torch.tensor(nll.numel(), device=nll.device)
         targets = shift_for_next_token(labels)  # (B, T)
         keep = targets != IGNORE_INDEX
-        logits = base.get_output_embeddings()(hidden[keep])  # (N, V)
+        logits = head(hidden[keep])  # (N, V): the vocabulary projection only where a target exists
+        nll = token_nll(logits, targets[keep])  # (N,)
         n_tokens = keep.sum()
-        if int(n_tokens) == 0:
-            return logits.sum() * 0.0, n_tokens
-        return token_nll(logits, targets[keep]).mean(), n_tokens
+        return nll.sum() / n_tokens.clamp(min=1), n_tokens
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -215,7 +224,7 @@ class TrainStep:
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last else acc.no_sync(self.wrapped)
             with sync:
-                loss, n_tokens = self.wrapped(batch.input_ids, batch.attention_mask, batch.labels)
+                loss, n_tokens = self.wrapped(batch.input_ids, batch.attention_mask, batch.labels, batch.dense)
                 acc.backward(loss / len(micro_batches))
             total_loss += loss.detach()
             total_tokens += n_tokens
@@ -239,7 +248,7 @@ class TrainStep:
         for batch in batches[acc.process_index :: acc.num_processes]:
             batch = batch.to(acc.device)
             with acc.autocast():
-                loss, n_tokens = self.wrapped(batch.input_ids, batch.attention_mask, batch.labels)
+                loss, n_tokens = self.wrapped(batch.input_ids, batch.attention_mask, batch.labels, batch.dense)
             loss_sum += loss.double() * n_tokens
             token_sum += n_tokens
         loss_sum = acc.reduce(loss_sum, reduction="sum")

@@ -20,7 +20,7 @@ from alinea.train.loop import TokenBatch, TrainResult, num_processes, train_loop
 
 
 def packed_batch(rows: torch.Tensor) -> TokenBatch:
-    return TokenBatch(input_ids=rows, attention_mask=torch.ones_like(rows), labels=rows.clone())
+    return TokenBatch(input_ids=rows, attention_mask=torch.ones_like(rows), labels=rows, dense=True)
 
 
 def prepare_model(cfg: AlineaConfig, tokenizer):
