@@ -35,7 +35,9 @@ def test_validate_and_stats_through_runner(tmp_path):
     assert result.exit_code == 0 and "2 records" in result.output and "OK" in result.output
     stats = runner.invoke(app, ["data", "stats", str(path), "--json"])
     assert stats.exit_code == 0
-    assert json.loads(stats.output)["by_type"] == {"comparison": 2}
+    numbers = json.loads(stats.output)
+    assert numbers["n_records"] == 2 and numbers["types"]["comparison"] == 2
+    assert numbers["comparisons"]["preference"] == {"a": 1, "b": 0, "tie": 1}
 
 
 def test_user_error_surfaces_as_the_exception(tmp_path):
