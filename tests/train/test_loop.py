@@ -6,7 +6,7 @@ import torch
 from alinea.config import ModelConfig, TrainConfig
 from alinea.losses import IGNORE_INDEX
 from alinea.model.causal_lm import build_model
-from alinea.train.loop import CausalLMLoss, make_optimizer, resolve_precision
+from alinea.train.loop import CausalLMLoss, TokenBatch, make_optimizer, resolve_precision
 
 TINY = ModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=64)
 
@@ -21,8 +21,8 @@ def test_dense_and_masked_paths_equal_the_hf_loss(model):
     mask = torch.ones_like(ids)
     module = CausalLMLoss(model)
     with torch.no_grad():
-        dense, n_dense = module(ids, mask, ids, dense=True)
-        masked, n_masked = module(ids, mask, ids, dense=False)
+        dense, n_dense = module(TokenBatch(ids, mask, ids, dense=True))
+        masked, n_masked = module(TokenBatch(ids, mask, ids))
         reference = model(input_ids=ids, labels=ids).loss
     assert int(n_dense) == int(n_masked) == 3 * 11
     assert float(dense) == pytest.approx(float(reference), abs=1e-5)
@@ -35,9 +35,9 @@ def test_masked_positions_do_not_count(model):
     labels[:, :6] = IGNORE_INDEX
     module = CausalLMLoss(model)
     with torch.no_grad():
-        loss, n_tokens = module(ids, torch.ones_like(ids), labels)
+        loss, n_tokens = module(TokenBatch(ids, torch.ones_like(ids), labels))
         reference = model(input_ids=ids, labels=labels).loss
-        none, n_none = module(ids, torch.ones_like(ids), torch.full_like(ids, IGNORE_INDEX))
+        none, n_none = module(TokenBatch(ids, torch.ones_like(ids), torch.full_like(ids, IGNORE_INDEX)))
     assert int(n_tokens) == 2 * 4  # targets at positions 5..8 predict labels 6..9
     assert float(loss) == pytest.approx(float(reference), abs=1e-5)
     assert int(n_none) == 0 and float(none) == 0.0

@@ -116,8 +116,9 @@ class CausalLMLoss(nn.Module):
         model = self.model
         return model.get_base_model() if hasattr(model, "get_base_model") else model
 
-    def forward(self, input_ids, attention_mask, labels, dense: bool = False):
+    def forward(self, batch: TokenBatch):
         """Mean next-token loss over labelled positions, and their count (a tensor: no host sync)."""
+        input_ids, attention_mask, labels, dense = batch.input_ids, batch.attention_mask, batch.labels, batch.dense
         base = self._base()
         hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B,T,H)
         head = base.get_output_embeddings()
@@ -184,7 +185,9 @@ def _epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
 class TrainStep:
     """Model + optimizer + accelerator; `step(micro_batches)` does one optimizer step and returns its metrics."""
 
-    def __init__(self, model: nn.Module, cfg: TrainConfig, *, accelerator=None) -> None:
+    def __init__(
+        self, model: nn.Module, cfg: TrainConfig, *, loss_module: nn.Module | None = None, accelerator=None
+    ) -> None:
         from accelerate import Accelerator
 
         self.cfg = cfg
@@ -195,14 +198,17 @@ class TrainStep:
                 cpu=not torch.cuda.is_available(),
             )
         self.accelerator = accelerator
-        self.loss_module = CausalLMLoss(model)
-        self.optimizer = make_optimizer(model, cfg)
+        # The loss module holds the model (as `.model`) and any parameters of the loss itself (e.g. annotator
+        # reliabilities); one forward(batch) returns (mean loss, count). Default: next-token prediction.
+        self.loss_module = loss_module if loss_module is not None else CausalLMLoss(model)
+        self._model = model
+        self.optimizer = make_optimizer(self.loss_module, cfg)
         self.wrapped, self.optimizer = accelerator.prepare(self.loss_module, self.optimizer)
         self.base_lrs = [cfg.lr for _ in self.optimizer.param_groups]
 
     @property
     def model(self) -> nn.Module:
-        return self.loss_module.model
+        return self._model
 
     def set_lr(self, step: int) -> float:
         factor = warmup_cosine(
@@ -224,7 +230,7 @@ class TrainStep:
             last = i == len(micro_batches) - 1
             sync = contextlib.nullcontext() if last else acc.no_sync(self.wrapped)
             with sync:
-                loss, n_tokens = self.wrapped(batch.input_ids, batch.attention_mask, batch.labels, batch.dense)
+                loss, n_tokens = self.wrapped(batch)
                 acc.backward(loss / len(micro_batches))
             total_loss += loss.detach()
             total_tokens += n_tokens
@@ -248,7 +254,7 @@ class TrainStep:
         for batch in batches[acc.process_index :: acc.num_processes]:
             batch = batch.to(acc.device)
             with acc.autocast():
-                loss, n_tokens = self.wrapped(batch.input_ids, batch.attention_mask, batch.labels, batch.dense)
+                loss, n_tokens = self.wrapped(batch)
             loss_sum += loss.double() * n_tokens
             token_sum += n_tokens
         loss_sum = acc.reduce(loss_sum, reduction="sum")
@@ -258,7 +264,7 @@ class TrainStep:
     # -- resumable state -------------------------------------------------------------------------------------------
 
     def state(self, step: int) -> dict:
-        trainable = {k: v for k, v in self.model.named_parameters() if v.requires_grad}
+        trainable = {k: v for k, v in self.loss_module.named_parameters() if v.requires_grad}
         return {
             "step": step,
             "model": {k: v.detach().cpu().clone() for k, v in trainable.items()},
@@ -271,7 +277,7 @@ class TrainStep:
         }
 
     def load_state(self, state: dict) -> int:
-        params = dict(self.model.named_parameters())
+        params = dict(self.loss_module.named_parameters())
         missing = [k for k in state["model"] if k not in params]
         if missing:
             raise UserError(f"checkpoint does not match the model: unknown parameters {missing[:3]}")
@@ -302,11 +308,15 @@ def train_loop(
     resume: str | Path | None = None,
     save_model: Callable[[nn.Module, Path], None] | None = None,
     extra_meta: dict | None = None,
+    loss_module: nn.Module | None = None,
+    eval_fn: Callable[[TrainStep], dict[str, float]] | None = None,
+    run_dir: str | Path | None = None,
+    on_finish: Callable[[TrainStep, RunDir], None] | None = None,
 ) -> TrainResult:
     """Train `model` for `cfg.max_steps` optimizer steps; see the module docstring for the data order and metrics."""
     if n_examples <= 0:
         raise UserError(f"{stage}: no training examples.")
-    trainer = TrainStep(model, cfg)
+    trainer = TrainStep(model, cfg, loss_module=loss_module)
     acc = trainer.accelerator
     world = acc.num_processes
     global_batch = cfg.batch_size * world
@@ -315,7 +325,7 @@ def train_loop(
         run = RunDir.open(resume, stage=stage)
     elif acc.is_main_process:
         meta = {"precision": trainer.precision, "processes": world, "device": str(acc.device), **(extra_meta or {})}
-        run = RunDir.create(stage, full_cfg, runs_dir=cfg.runs_dir, seed=cfg.seed, extra=meta)
+        run = RunDir.create(stage, full_cfg, runs_dir=cfg.runs_dir, seed=cfg.seed, extra=meta, path=run_dir)
     else:
         run = None
     run = _broadcast_run(acc, run)
@@ -379,9 +389,10 @@ def train_loop(
                         grad_norm=metrics["grad_norm"], tokens_per_s=throughput,
                     )
                     window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
-                if eval_batches and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps):
-                    eval_loss = trainer.evaluate(eval_batches)
-                    logger.log(step, "eval", loss=eval_loss, ppl=math.exp(min(eval_loss, 50.0)))
+                if (eval_batches or eval_fn) and (
+                    (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps
+                ):
+                    eval_loss = _evaluate(trainer, eval_batches, eval_fn, logger, step)
                 if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
                     write_checkpoint(step)
     except KeyboardInterrupt:
@@ -392,8 +403,10 @@ def train_loop(
             f"{stage}: interrupted at step {step}; checkpoint written. Continue with "
             f"`alinea {stage} --resume {run.path}`."
         ) from None
-    if eval_batches and eval_loss is None:
-        eval_loss = trainer.evaluate(eval_batches)
+    if (eval_batches or eval_fn) and eval_loss is None:
+        eval_loss = _evaluate(trainer, eval_batches, eval_fn, None, step)
+    if on_finish is not None:
+        on_finish(trainer, run)
     acc.wait_for_everyone()
     if acc.is_main_process:
         save(trainer.model, run.final_dir)
@@ -403,6 +416,18 @@ def train_loop(
         run_dir=run.path, final_dir=run.final_dir, steps=step, train_loss=last_loss, eval_loss=eval_loss,
         tokens_per_s=throughput,
     )
+
+
+def _evaluate(trainer: TrainStep, eval_batches, eval_fn, logger: MetricsLogger | None, step: int) -> float | None:
+    """Held-out loss (and whatever `eval_fn` measures), logged under split "eval"."""
+    if eval_fn is not None:
+        metrics = eval_fn(trainer)
+    else:
+        loss = trainer.evaluate(eval_batches)
+        metrics = {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
+    if logger is not None:
+        logger.log(step, "eval", **metrics)
+    return metrics.get("loss")
 
 
 def _finished_result(run: RunDir, steps: int) -> TrainResult:

@@ -45,15 +45,24 @@ class RunDir:
     # -- creation and resumption ---------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, stage: str, cfg: AlineaConfig, *, runs_dir: str | Path, seed: int, extra: dict | None = None):
-        """Make `runs_dir/<stage>-<timestamp>/` and write config.toml and meta.json."""
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        base = Path(runs_dir) / f"{stage}-{stamp}"
-        path, n = base, 1
-        while path.exists():
-            n += 1
-            path = base.with_name(f"{base.name}-{n}")
-        path.mkdir(parents=True)
+    def create(
+        cls, stage: str, cfg: AlineaConfig, *, runs_dir: str | Path, seed: int, extra: dict | None = None,
+        path: str | Path | None = None,
+    ):
+        """Make `runs_dir/<stage>-<timestamp>/` (or `path`, which must not hold a run) and write config.toml, meta.json."""
+        if path is not None:
+            path = Path(path)
+            if (path / "meta.json").exists():
+                raise UserError(f"{path}: already holds a run; resume it with --resume or choose another --out.")
+            path.mkdir(parents=True, exist_ok=True)
+        else:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            base = Path(runs_dir) / f"{stage}-{stamp}"
+            path, n = base, 1
+            while path.exists():
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
+            path.mkdir(parents=True)
         run = cls(path)
         save_config(cfg, path / "config.toml")
         meta = {
