@@ -73,6 +73,12 @@ def tiny_overrides(tmp: Path, **extra: object) -> list[str]:
         "sft.log_every=1",
         "sft.max_len=96",
         "generate.max_new_tokens=8",
+        f"reward.runs_dir={tmp}",
+        "reward.batch_size=4",
+        "reward.max_steps=4",
+        "reward.warmup_steps=1",
+        "reward.log_every=1",
+        "reward.max_len=96",
     ]
     return base + [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in extra.items()]
 

@@ -20,6 +20,8 @@ from alinea.errors import UserError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # models are trained here or loaded from local directories
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no weight-loading reports; our own errors say what failed
 
 app = typer.Typer(
     help="alinea: the whole RLHF loop. Start with `alinea demo`, or see `alinea COMMAND --help`.",
@@ -38,12 +40,14 @@ data_app = typer.Typer(help="Validate, import, export and summarise JSONL data r
 tokenizer_app = typer.Typer(help="Train byte-level BPE tokenizers.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate models.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that run our code and a baseline in the same run.", no_args_is_help=True)
+reward_app = typer.Typer(help="Train, evaluate and apply reward models.", no_args_is_help=True)
 config_app = typer.Typer(help="Show configuration fields, defaults and presets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(tokenizer_app, name="tokenizer")
 app.add_typer(eval_app, name="eval")
 app.add_typer(bench_app, name="bench")
 app.add_typer(config_app, name="config")
+app.add_typer(reward_app, name="reward")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -196,7 +200,7 @@ def data_demo(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Generate the embedded synthetic demo data (corpus, prompts, demonstrations), deterministic per seed.
+    """Generate the embedded synthetic demo data (corpus, prompts, demonstrations, simulated feedback), seeded.
 
     \b
     Example:
@@ -209,6 +213,9 @@ def data_demo(
         Path(cfg.out_dir), n_documents=cfg.n_documents, n_prompts=cfg.n_prompts,
         n_demonstrations=cfg.n_demonstrations, seed=cfg.seed,
     )
+    from alinea.data.synthetic_feedback import write_feedback_data
+
+    paths |= write_feedback_data(Path(cfg.out_dir), seed=cfg.seed)
     for name, path in paths.items():
         console.print(f"{name}: {path}")
 
@@ -248,7 +255,8 @@ def _report_training(result, stage: str) -> None:
     eval_text = f", eval loss {result.eval_loss:.3f}" if result.eval_loss is not None else ""
     console.print(
         f"{stage}: {result.steps} steps, train loss {result.train_loss:.3f}{eval_text}, "
-        f"{result.tokens_per_s:,.0f} tokens/s\n  run: {result.run_dir}\n  model: {result.final_dir}"
+        f"{result.tokens_per_s:,.1f} {'examples' if stage == 'reward' else 'tokens'}/s\n"
+        f"  run: {result.run_dir}\n  model: {result.final_dir}"
     )
 
 
@@ -364,6 +372,130 @@ def eval_perplexity(
         print(json.dumps(result.__dict__))
     else:
         console.print(f"{text}: perplexity {result.ppl:.2f} (loss {result.loss:.4f} nats/token over {result.tokens} tokens)")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# reward
+
+
+@reward_app.command("train")
+def reward_train(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    data: Annotated[
+        list[Path] | None, typer.Option("--data", "-d", help="Feedback JSONL (repeatable); default reward.data.")
+    ] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint to start from; default reward.model.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run directory to create (default runs/reward-<time>).")] = None,
+    resume: ResumeOpt = None,
+) -> None:
+    """Train a reward model on comparisons, rankings, ratings and thumbs (one run, per-type weights).
+
+    Writes the run directory: config.toml, meta.json, metrics.jsonl, eval.json (accuracy, ECE, ties, annotator
+    reliabilities), reliability.png, checkpoints/ and final/ (loadable with AutoModelForSequenceClassification).
+
+    \b
+    Examples:
+      alinea reward train -c configs/tiny.toml -m runs/sft-XXXX/final -d runs/demo-data/feedback.jsonl -o runs/rm
+      alinea reward train -c configs/tiny.toml -m runs/sft-XXXX/final --set reward.ensemble=4
+      alinea reward train -c configs/tiny.toml -m BASE --set reward.annotator_reliability=true
+      alinea reward train --resume runs/rm
+    """
+    from alinea.train import reward
+
+    cfg = _load(config, overrides)
+    if data:
+        cfg.reward.data = [str(p) for p in data]
+    if model:
+        cfg.reward.model = str(model)
+    result = reward.run(cfg, resume=resume, out=out)
+    _report_training(result, "reward")
+    report = result.run_dir / "eval.json"
+    if report.is_file():
+        numbers = json.loads(report.read_text(encoding="utf-8"))
+        shown = {k: numbers[k] for k in ("accuracy", "n", "ece", "loss", "ties") if k in numbers}
+        console.print(f"  held-out: {shown}")
+        if numbers.get("annotator_reliability"):
+            console.print(f"  annotator reliability: {numbers['annotator_reliability']}")
+
+
+@reward_app.command("eval")
+def reward_eval(
+    model_dir: Annotated[Path, typer.Argument(help="A reward run directory or its final/ folder.")],
+    data: Annotated[list[Path], typer.Option("--data", "-d", help="Feedback JSONL to evaluate on (repeatable).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a reliability diagram PNG here.")] = None,
+    max_len: Annotated[int, typer.Option("--max-len", help="Longest prompt + response in tokens.")] = 256,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Examples per forward pass.")] = 16,
+) -> None:
+    """Accuracy, log-likelihood, expected calibration error and tie handling on feedback records.
+
+    \b
+    Examples:
+      alinea reward eval runs/rm --data heldout.jsonl --json
+      alinea reward eval runs/rm/final --data heldout.jsonl --plot reliability.png
+    """
+    from alinea.config import RewardConfig
+    from alinea.data.jsonl import read_records
+    from alinea.model.reward import load_reward_model
+    from alinea.train.reward import RewardLoss, collate, encode_records, evaluate_examples, reliability_diagram
+
+    model, tokenizer = load_reward_model(model_dir)
+    cfg = RewardConfig(max_len=max_len, batch_size=batch_size)
+    records = [r for path in data for r in read_records(path)]
+    examples, counts, levels = encode_records(records, tokenizer, cfg, {})
+    if not examples:
+        raise UserError(f"{', '.join(map(str, data))}: no comparison, ranking, rating or thumb records to evaluate on.")
+    batches = [collate(examples[i : i + batch_size], tokenizer.pad_token_id) for i in range(0, len(examples), batch_size)]
+    metrics = evaluate_examples(RewardLoss(model, cfg, n_annotators=0, n_levels=levels), batches)
+    if plot and "calibration" in metrics:
+        reliability_diagram(metrics["calibration"], plot)
+    summary = {k: metrics[k] for k in ("accuracy", "n", "ece", "loss") if k in metrics}
+    summary |= {k: v for k, v in metrics.items() if k not in summary and k != "calibration"}
+    if counts:
+        summary["skipped"] = dict(counts)
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        for key, value in summary.items():
+            console.print(f"{key}: {value}")
+
+
+@reward_app.command("score")
+def reward_score(
+    model_dir: Annotated[Path, typer.Argument(help="A reward run directory or its final/ folder.")],
+    data: Annotated[Path, typer.Option("--data", "-d", help="Records whose responses to score (JSONL).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write scored records here (default: print).")] = None,
+    max_len: Annotated[int, typer.Option("--max-len", help="Longest prompt + response in tokens.")] = 256,
+) -> None:
+    """Add `reward` and `reward_std` (ensemble spread) to each record, per response where there are several.
+
+    \b
+    Examples:
+      alinea reward score runs/rm --data answers.jsonl -o scored.jsonl
+    """
+    from alinea.data.jsonl import read_records, write_jsonl
+    from alinea.model.reward import load_reward_model
+    from alinea.train.reward import score_records
+
+    model, tokenizer = load_reward_model(model_dir)
+    records = read_records(data)
+    scores = score_records(model, tokenizer, records, max_len=max_len)
+    rows = []
+    for record, scored in zip(records, scores, strict=True):
+        row = record.to_json()
+        if len(scored) == 1:
+            row["reward"], row["reward_std"] = scored[0]
+        elif scored:
+            row["reward"] = [m for m, _ in scored]
+            row["reward_std"] = [s for _, s in scored]
+        rows.append(row)
+    if out:
+        write_jsonl(out, rows)
+        console.print(f"{len(rows)} records scored -> {out}")
+    else:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

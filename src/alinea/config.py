@@ -115,6 +115,31 @@ class SFTConfig(TrainConfig):
 
 
 @dataclass
+class RewardConfig(TrainConfig):
+    """Reward model from human judgments: comparisons, rankings, ratings and thumbs in one run."""
+
+    model: str = _f("", "Checkpoint to start from (an SFT or base model directory); its tokenizer comes along.")
+    data: list = _f(["runs/demo-data/feedback.jsonl"], "JSONL feedback files (comparison, ranking, rating, thumb).")
+    reference: str = _f("", "Demonstrations whose responses define reward 0 / std 1 (empty: all training responses).")
+    eval_fraction: float = _f(0.1, "Share of records held out for accuracy, calibration and loss.")
+    max_len: int = _f(256, "Longest prompt + response; longer prompts are cut from the left, the response is kept.")
+    ensemble: int = _f(1, "Reward heads on a shared trunk, each trained on its own bootstrap of the records.")
+    tie_model: str = _f("rao-kupper", "How ties are scored: rao-kupper, davidson, or skip.")
+    tie_param: float = _f(0.5, "Rao-Kupper threshold or Davidson nu (>= 0).")
+    use_strength: bool = _f(True, "Add a Llama-2 style margin per annotator strength (0..3) to the pairwise loss.")
+    ranking_loss: str = _f("pairwise", "K-wise rankings: pairwise (InstructGPT, all pairs as one example) or plackett-luce.")
+    rating_loss: str = _f("regression", "Ratings: regression to the scaled mean rating, or ordinal (ordered logit).")
+    weight_comparison: float = _f(1.0, "Loss weight of comparison records.")
+    weight_ranking: float = _f(1.0, "Loss weight of ranking records.")
+    weight_rating: float = _f(0.5, "Loss weight of rating records.")
+    weight_thumb: float = _f(0.5, "Loss weight of thumb records.")
+    annotator_reliability: bool = _f(False, "Learn one reliability (inverse temperature) per annotator id.")
+    reliability_l2: float = _f(0.01, "L2 penalty on the log-reliabilities (keeps them near 1 without evidence).")
+    skip_invalid: bool = _f(False, "Skip invalid lines of the data files (counted) instead of stopping.")
+    calibration_bins: int = _f(10, "Bins of the expected calibration error and reliability diagram.")
+
+
+@dataclass
 class GenerateConfig:
     """Sampling from a model with a KV cache."""
 
@@ -134,6 +159,7 @@ class AlineaConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
 
 

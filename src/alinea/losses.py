@@ -43,3 +43,280 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if not bool(keep.any()):
         return logits.sum() * 0.0
     return token_nll(logits[keep], targets[keep]).mean()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Reward-model losses. Each returns PER-EXAMPLE losses (no reduction) so callers can weight them (bootstrap weights,
+# per-feedback-type weights, annotator reliabilities) before averaging. Shapes: B examples, K responses per ranking,
+# L rating levels. Every log-probability is built from F.logsigmoid / logsumexp / log1p-style identities, never from
+# log(sigmoid(x)), so the losses stay finite for rewards of magnitude 1e4 and beyond.
+# --------------------------------------------------------------------------------------------------------------------
+
+
+def bradley_terry_loss(
+    chosen: torch.Tensor, rejected: torch.Tensor, margin: torch.Tensor | float = 0.0
+) -> torch.Tensor:
+    """Pairwise preference loss `-log sigmoid(r_chosen - r_rejected - margin)`, per example.
+
+    chosen (B,), rejected (B,), margin scalar or (B,) -> (B,).
+
+    Sources: Bradley & Terry (1952), "Rank analysis of incomplete block designs I", Biometrika 39, the model
+    P(i > j) = p_i / (p_i + p_j) with p = exp(r); InstructGPT (Ouyang et al. 2022), sec. 3.5, eq. 1; the margin is
+    Llama 2 (Touvron et al. 2023), sec. 3.2.2, eq. 2, where m(r) grows with how much better the chosen response was
+    rated (see `strength_margin`). The margin asks for a reward gap of at least `margin`, so a larger margin gives a
+    larger loss at the same rewards.
+    """
+    return -F.logsigmoid(chosen - rejected - margin)  # (B,)
+
+
+def strength_margin(
+    strength: torch.Tensor, margins: tuple[float, ...] = (0.0, 1 / 3, 2 / 3, 1.0)
+) -> torch.Tensor:
+    """Margin for each comparison from the annotator's strength of preference, Llama-2 style.
+
+    strength long (B,) in 0..len(margins)-1 (0 negligibly better / unsure, 1 slightly better, 2 better,
+    3 significantly better) -> float (B,) = margins[strength].
+
+    Source: Llama 2 (Touvron et al. 2023), sec. 3.2.2: m(r) is a discrete function of the preference rating; the
+    "small" margins 0, 1/3, 2/3, 1 are the default here (their "large" set is 0, 1, 2, 3).
+    """
+    if strength.dtype.is_floating_point or strength.dtype == torch.bool:
+        raise TypeError(f"strength must be an integer tensor of levels, got {strength.dtype}")
+    if strength.numel() and (int(strength.min()) < 0 or int(strength.max()) >= len(margins)):
+        raise ValueError(f"strength levels must lie in 0..{len(margins) - 1}, got {strength.tolist()}")
+    table = torch.tensor(margins, dtype=torch.get_default_dtype(), device=strength.device)  # (levels,)
+    return table[strength]  # (B,)
+
+
+def _log_sigmoid_difference(upper: torch.Tensor, lower: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
+    """log(sigmoid(upper) - sigmoid(lower)), computed stably, given gap = upper - lower >= 0. Broadcasts; +-inf allowed.
+
+    Identity: sigmoid(x) - sigmoid(y) = sigmoid(x) * sigmoid(-y) * (1 - exp(-(x - y))), hence
+    log(...) = logsigmoid(x) + logsigmoid(-y) + log(-expm1(-(x - y))). Each term is stable: no difference of two
+    nearly equal probabilities is ever formed. It is -inf when the gap is 0 (the probability is exactly 0).
+    The caller passes `gap` computed from the parameters alone (2t, theta_l - theta_{l-1}), not as upper - lower, so a
+    zero gap cannot send a NaN gradient (0 * inf) back into the rewards.
+    """
+    return F.logsigmoid(upper) + F.logsigmoid(-lower) + torch.log(-torch.expm1(-gap))
+
+
+def _check_outcome(outcome: torch.Tensor) -> None:
+    if outcome.dtype.is_floating_point or outcome.dtype == torch.bool:
+        raise TypeError(
+            f"outcome must be an integer tensor (0 a preferred, 1 b preferred, 2 tie), got {outcome.dtype}"
+        )
+    if outcome.numel() and (int(outcome.min()) < 0 or int(outcome.max()) > 2):
+        raise ValueError(
+            f"outcome must be 0 (a preferred), 1 (b preferred) or 2 (tie), got {outcome.tolist()}"
+        )
+
+
+def _pick_outcome(log_probs: torch.Tensor, outcome: torch.Tensor) -> torch.Tensor:
+    """log_probs (B, 3) over (a preferred, b preferred, tie), outcome long (B,) -> NLL (B,)."""
+    return -log_probs.gather(-1, outcome.long().unsqueeze(-1)).squeeze(-1)
+
+
+def rao_kupper_nll(
+    r_a: torch.Tensor, r_b: torch.Tensor, outcome: torch.Tensor, threshold: float | torch.Tensor
+) -> torch.Tensor:
+    """Negative log-likelihood of a comparison that may end in a tie, Rao-Kupper model, per example.
+
+    r_a (B,), r_b (B,), outcome long (B,) with 0 = a preferred, 1 = b preferred, 2 = tie; threshold t >= 0, scalar or
+    (B,) -> (B,).
+
+    Model (Rao & Kupper 1967, "Ties in paired-comparison experiments: a generalization of the Bradley-Terry model",
+    JASA 62, written in logistic form): with d = r_a - r_b,
+        P(a > b) = sigmoid(d - t),  P(b > a) = sigmoid(-d - t),  P(tie) = 1 - P(a > b) - P(b > a).
+    Since sigmoid(-d - t) = 1 - sigmoid(d + t), P(tie) = sigmoid(d + t) - sigmoid(d - t), and so
+        log P(tie) = logsigmoid(d + t) + logsigmoid(t - d) + log(-expm1(-2t))
+    (see `_log_sigmoid_difference`); no 1 - p - q is ever formed. It equals Rao and Kupper's
+    (theta^2 - 1) p_a p_b / ((p_a + theta p_b)(theta p_a + p_b)) with p = exp(r), theta = exp(t).
+
+    Edge case, kept exact on purpose (no clamping): with t = 0 a tie has probability 0, so the NLL of a tie is +inf
+    and a mean over a batch holding one is inf. Use t > 0 whenever ties are in the data, e.g. a learned
+    t = softplus(raw). Wins and losses stay finite at t = 0, where the model is Bradley-Terry, and their gradients
+    stay finite too.
+    """
+    _check_outcome(outcome)
+    threshold = torch.as_tensor(threshold, dtype=r_a.dtype, device=r_a.device)
+    if bool((threshold < 0).any()):
+        raise ValueError(f"the Rao-Kupper threshold must be >= 0, got {threshold.tolist()}")
+    d = r_a - r_b  # (B,)
+    log_a_wins = F.logsigmoid(d - threshold)  # (B,)
+    log_b_wins = F.logsigmoid(-d - threshold)  # (B,)
+    log_tie = _log_sigmoid_difference(d + threshold, d - threshold, 2 * threshold)  # (B,)
+    log_probs = torch.stack(torch.broadcast_tensors(log_a_wins, log_b_wins, log_tie), dim=-1)  # (B, 3)
+    return _pick_outcome(log_probs, outcome)  # (B,)
+
+
+def davidson_nll(
+    r_a: torch.Tensor, r_b: torch.Tensor, outcome: torch.Tensor, nu: float | torch.Tensor
+) -> torch.Tensor:
+    """Negative log-likelihood of a comparison that may end in a tie, Davidson model, per example.
+
+    r_a (B,), r_b (B,), outcome long (B,) with 0 = a preferred, 1 = b preferred, 2 = tie; nu >= 0, scalar or (B,)
+    -> (B,).
+
+    Model (Davidson 1970, "On extending the Bradley-Terry model to accommodate ties in paired comparison
+    experiments", JASA 65): with p = exp(r),
+        P(a > b) = p_a / Z,  P(b > a) = p_b / Z,  P(tie) = nu sqrt(p_a p_b) / Z,  Z = p_a + p_b + nu sqrt(p_a p_b).
+    In log space the three numerators are r_a, r_b and log(nu) + (r_a + r_b) / 2, and log Z is their logsumexp.
+    With nu = 0 it is Bradley-Terry (a tie then has probability 0: NLL +inf).
+    """
+    _check_outcome(outcome)
+    nu = torch.as_tensor(nu, dtype=r_a.dtype, device=r_a.device)
+    if bool((nu < 0).any()):
+        raise ValueError(f"the Davidson tie parameter nu must be >= 0, got {nu.tolist()}")
+    log_tie_numerator = torch.log(nu) + 0.5 * (r_a + r_b)  # (B,); -inf when nu = 0
+    log_numerators = torch.stack(torch.broadcast_tensors(r_a, r_b, log_tie_numerator), dim=-1)  # (B, 3)
+    log_probs = log_numerators - torch.logsumexp(log_numerators, dim=-1, keepdim=True)  # (B, 3)
+    return _pick_outcome(log_probs, outcome)  # (B,)
+
+
+def kwise_ranking_loss(rewards: torch.Tensor, ranks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Pairwise loss over every ordered pair of a K-wise ranking, averaged per prompt.
+
+    rewards (B, K), ranks long (B, K) with 1 = best and equal ranks = tie, valid bool (B, K) (False marks padding for
+    rankings shorter than K) -> (B,).
+
+    Per example: the mean over all pairs (i, j) of valid responses with rank_i < rank_j of -log sigmoid(r_i - r_j).
+    Tied pairs carry no preference and are skipped, so the mean is over the pairs that remain; an example with no such
+    pair (one valid response, or all tied) gets loss 0. Without ties this is InstructGPT's
+    -1/C(K, 2) * sum log sigmoid(r_w - r_l) (Ouyang et al. 2022, sec. 3.5, eq. 1), all pairs of one prompt in one
+    batch element. Padded rewards are ignored: they are replaced by 0 first, so they get zero gradient even if NaN.
+    """
+    rewards = torch.where(valid, rewards, torch.zeros_like(rewards))  # (B, K); padding cannot leak NaN/inf
+    reward_gap = rewards.unsqueeze(-1) - rewards.unsqueeze(-2)  # (B, K, K): r_i - r_j
+    better = ranks.unsqueeze(-1) < ranks.unsqueeze(-2)  # (B, K, K): i ranked above j
+    pairs = better & valid.unsqueeze(-1) & valid.unsqueeze(-2)  # (B, K, K)
+    pair_losses = torch.where(pairs, -F.logsigmoid(reward_gap), torch.zeros_like(reward_gap))  # (B, K, K)
+    n_pairs = pairs.sum(dim=(-2, -1))  # (B,)
+    return pair_losses.sum(dim=(-2, -1)) / n_pairs.clamp(min=1).to(rewards.dtype)  # (B,)
+
+
+def plackett_luce_loss(rewards: torch.Tensor, ranks: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of a full ranking under the Plackett-Luce model, per example.
+
+    rewards (B, K), ranks long (B, K) with 1 = best and equal ranks = tie, valid bool (B, K) (False = padding) -> (B,).
+
+    Model (Luce 1959, "Individual Choice Behavior"; Plackett 1975, "The analysis of permutations", Applied
+    Statistics 24): with the valid items sorted best first, s_1, s_2, ...,
+        -log P(order) = -sum_k [ r_{s_k} - logsumexp_{m >= k} r_{s_m} ].
+    Written without sorting: item i's denominator ranges over the valid items j with rank_j >= rank_i (its "risk
+    set"). Ties use Breslow's approximation (Breslow 1974, "Covariance analysis of censored survival data",
+    Biometrics 30): every member of a tied group stays at risk, so each tied item's denominator holds the whole tied
+    group and everything worse. A unique last item contributes 0; a tied last group does not (an all-tied ranking of
+    K equal rewards costs K log K, and its gradient pulls the rewards together). For K = 2 without ties this is
+    `bradley_terry_loss`. One valid item gives 0. Padded rewards are replaced by 0, so they get zero gradient.
+    """
+    rewards = torch.where(valid, rewards, torch.zeros_like(rewards))  # (B, K)
+    k = rewards.shape[-1]
+    # (B, K_i, K_j): item j is in item i's risk set
+    at_risk = (ranks.unsqueeze(-1) <= ranks.unsqueeze(-2)) & valid.unsqueeze(-2)
+    # Each row also keeps its own item, so a padded row's logsumexp is finite (and its NaN-free gradient is zero).
+    at_risk = at_risk | torch.eye(k, dtype=torch.bool, device=rewards.device)
+    excluded = torch.full(at_risk.shape, float("-inf"), dtype=rewards.dtype, device=rewards.device)
+    risk_rewards = torch.where(at_risk, rewards.unsqueeze(-2), excluded)  # (B, K, K)
+    log_denominator = torch.logsumexp(risk_rewards, dim=-1)  # (B, K)
+    log_choice = torch.where(valid, rewards - log_denominator, torch.zeros_like(rewards))  # (B, K)
+    return -log_choice.sum(dim=-1)  # (B,)
+
+
+def rating_regression_loss(reward: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Squared error to an absolute rating, 0.5 * (reward - target)^2: reward (B,), target (B,) -> (B,).
+
+    The Gaussian negative log-likelihood up to a constant (unit variance); targets are ratings mapped to a reward
+    scale by the caller.
+    """
+    return 0.5 * (reward - target) ** 2  # (B,)
+
+
+def ordinal_rating_loss(reward: torch.Tensor, level: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of an ordinal rating under the cumulative-logit (proportional odds) model, per example.
+
+    reward (B,), level long (B,) in 0..L-1, thresholds (L-1,) strictly increasing -> (B,).
+
+    Model (McCullagh 1980, "Regression models for ordinal data", JRSS B 42, sec. 2, the proportional odds model
+    logit P(Y <= l) = theta_l - eta): P(level <= l) = sigmoid(theta_l - reward) for l < L-1, so
+        P(level = l) = sigmoid(theta_l - reward) - sigmoid(theta_{l-1} - reward),  theta_{-1} = -inf, theta_{L-1} = +inf.
+    Its log is formed stably by `_log_sigmoid_difference` (no difference of probabilities): for the lowest level it is
+    logsigmoid(theta_0 - reward), for the highest logsigmoid(reward - theta_{L-2}). A higher reward makes higher levels
+    more likely, so for a top rating the gradient pushes the reward up.
+    """
+    if level.dtype.is_floating_point or level.dtype == torch.bool:
+        raise TypeError(f"level must be an integer tensor, got {level.dtype}")
+    n_levels = thresholds.shape[-1] + 1
+    if level.numel() and (int(level.min()) < 0 or int(level.max()) >= n_levels):
+        raise ValueError(
+            f"levels must lie in 0..{n_levels - 1} for {n_levels - 1} thresholds, got {level.tolist()}"
+        )
+    if thresholds.numel() > 1 and not bool((thresholds[1:] > thresholds[:-1]).all()):
+        raise ValueError(f"ordinal thresholds must be strictly increasing, got {thresholds.tolist()}")
+    inf = torch.full((1,), float("inf"), dtype=thresholds.dtype, device=thresholds.device)
+    upper = torch.cat([thresholds, inf])[level]  # (B,): theta_l
+    lower = torch.cat([-inf, thresholds])[level]  # (B,): theta_{l-1}
+    return -_log_sigmoid_difference(upper - reward, lower - reward, upper - lower)  # (B,)
+
+
+def thumb_loss(reward: torch.Tensor, up: torch.Tensor, bias: float | torch.Tensor = 0.0) -> torch.Tensor:
+    """Logistic loss for thumbs-up / thumbs-down feedback on single responses, per example.
+
+    reward (B,), up bool (B,), bias scalar or (B,) -> (B,): -log sigmoid(reward - bias) for a thumbs-up and
+    -log sigmoid(-(reward - bias)) for a thumbs-down, i.e. the Bernoulli NLL of P(up) = sigmoid(reward - bias)
+    (logistic regression, Cox 1958, "The regression analysis of binary sequences", JRSS B 20). `bias` is the reward
+    at which a thumbs-up is a coin flip.
+    """
+    sign = up.to(reward.dtype) * 2 - 1  # (B,): +1 up, -1 down
+    return -F.logsigmoid(sign * (reward - bias))  # (B,)
+
+
+def _bin_index(confidence: torch.Tensor, correct: torch.Tensor, n_bins: int) -> torch.Tensor:
+    """Equal-width bin of each confidence on [0, 1]: bin m holds [m/M, (m+1)/M), the last also holds 1.0."""
+    if confidence.shape != correct.shape:
+        raise ValueError(
+            f"confidence {tuple(confidence.shape)} and correct {tuple(correct.shape)} must match"
+        )
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    if confidence.numel() and not bool(((confidence >= 0) & (confidence <= 1)).all()):
+        raise ValueError("confidence must lie in [0, 1]")
+    return (confidence.double() * n_bins).floor().long().clamp(max=n_bins - 1)  # (N,)
+
+
+def calibration_bins(
+    confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 10
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-bin statistics for a reliability diagram (Guo et al. 2017, "On calibration of modern neural networks", sec. 2).
+
+    confidence (N,) in [0, 1] (for a reward model, sigmoid(r_w - r_l)), correct bool (N,) ->
+    (mean confidence (n_bins,), accuracy (n_bins,), count long (n_bins,)). Bins as in `expected_calibration_error`;
+    an empty bin has NaN confidence and accuracy and count 0.
+    """
+    bins = _bin_index(confidence, correct, n_bins)  # (N,)
+    dtype = confidence.dtype if confidence.dtype.is_floating_point else torch.get_default_dtype()
+    empty = torch.zeros(n_bins, dtype=dtype, device=confidence.device)  # (n_bins,)
+    count = empty.long().index_add_(0, bins, torch.ones_like(bins))  # (n_bins,)
+    conf_sum = empty.clone().index_add_(0, bins, confidence.to(dtype))  # (n_bins,)
+    hit_sum = empty.clone().index_add_(0, bins, correct.to(dtype))  # (n_bins,)
+    denominator = count.to(dtype)  # 0 in an empty bin -> 0/0 = NaN, as documented
+    return conf_sum / denominator, hit_sum / denominator, count
+
+
+def expected_calibration_error(
+    confidence: torch.Tensor, correct: torch.Tensor, n_bins: int = 10
+) -> torch.Tensor:
+    """Expected calibration error, a 0-d tensor (Guo et al. 2017, "On calibration of modern neural networks", sec. 2).
+
+    confidence (N,) in [0, 1], correct bool (N,) -> (): ECE = sum_m |B_m|/n * |acc(B_m) - conf(B_m)| over n_bins
+    equal-width bins on [0, 1] (bin m holds [m/M, (m+1)/M); 1.0 goes in the last bin). Empty bins add nothing; an
+    empty input gives 0. Since |B_m| * |acc - conf| = |sum over the bin of (correct - confidence)|, ECE is computed as
+    (1/n) sum_m |sum_{i in B_m} (correct_i - confidence_i)|.
+    """
+    bins = _bin_index(confidence, correct, n_bins)  # (N,)
+    dtype = confidence.dtype if confidence.dtype.is_floating_point else torch.get_default_dtype()
+    if confidence.numel() == 0:
+        return torch.zeros((), dtype=dtype, device=confidence.device)
+    residual = correct.to(dtype) - confidence.to(dtype)  # (N,)
+    per_bin = torch.zeros(n_bins, dtype=dtype, device=confidence.device)  # (n_bins,)
+    per_bin.index_add_(0, bins, residual)
+    return per_bin.abs().sum() / confidence.numel()  # ()

@@ -31,4 +31,4 @@ def test_demo_runs_every_stage(tmp_path):
     assert 1.0 < result.heldout_ppl < 500 and math.isfinite(result.sft_eval_loss)
     languages = {language for language, _, _ in result.samples}
     assert {"en", "fr", "es", "mg"} <= languages
-    assert set(result.seconds) == {"data", "tokenizer", "pretrain", "sft", "samples"}
+    assert set(result.seconds) == {"data", "tokenizer", "pretrain", "sft", "reward", "samples"}

@@ -1,7 +1,7 @@
 """`alinea demo`: the loop on the embedded tiny default, end to end on a laptop CPU.
 
-Stages at this point: synthetic data -> tokenizer -> pretrain (held-out perplexity) -> SFT -> sampled answers in
-each language. Every stage writes its own run directory under `pretrain.runs_dir`; the demo prints where.
+Stages at this point: synthetic data -> tokenizer -> pretrain (held-out perplexity) -> SFT -> simulated feedback ->
+reward model (accuracy against the gold judge) -> sampled answers in each language. Every stage writes its own run directory under `pretrain.runs_dir`; the demo prints where.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ class DemoResult:
     tokenizer_dir: Path
     pretrain_run: Path
     sft_run: Path
+    reward_run: Path
     heldout_ppl: float
     sft_eval_loss: float | None
+    reward_gold_accuracy: float
     samples: list[tuple[str, str, str]] = field(default_factory=list)  # (language, prompt, answer)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -35,7 +37,8 @@ def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult
     from alinea.model.causal_lm import load_model_and_tokenizer
     from alinea.model.generation import generate
     from alinea.model.tokenizer import save_tokenizer, train_tokenizer
-    from alinea.train import pretrain, sft
+    from alinea.data.synthetic_feedback import write_feedback_data
+    from alinea.train import pretrain, reward, sft
 
     console = console or Console()
     cfg = copy.deepcopy(cfg)
@@ -86,7 +89,19 @@ def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult
     console.print(f"SFT eval loss {tuned.eval_loss:.3f}; run {tuned.run_dir}")
     seconds["sft"] = time.perf_counter() - start
 
-    start = stage("5. samples")
+    start = stage("5. feedback and reward model")
+    feedback = write_feedback_data(Path(dcfg.out_dir), seed=dcfg.seed)
+    cfg.reward.model = str(tuned.final_dir)
+    cfg.reward.data = [str(feedback["feedback"])]
+    rm = reward.run(cfg)
+    gold = _gold_accuracy(rm.final_dir, feedback["gold"], cfg.reward)
+    console.print(
+        f"reward model: held-out loss {rm.eval_loss:.3f}; accuracy against the gold judge {gold['accuracy']:.1%} "
+        f"on {gold['n']} comparisons (ECE {gold['ece']:.3f}); run {rm.run_dir}"
+    )
+    seconds["reward"] = time.perf_counter() - start
+
+    start = stage("6. samples")
     model, tok = load_model_and_tokenizer(tuned.final_dir)
     prompts = read_records(paths["prompts"], expected_type="prompt")
     chosen = _one_per_language(prompts, per_language=2)
@@ -107,8 +122,21 @@ def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult
     console.print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()) + f"; total {total:.0f}s")
     return DemoResult(
         data_dir=Path(dcfg.out_dir), tokenizer_dir=tokenizer_dir, pretrain_run=pre.run_dir, sft_run=tuned.run_dir,
-        heldout_ppl=ppl, sft_eval_loss=tuned.eval_loss, samples=samples, seconds=seconds,
+        reward_run=rm.run_dir, heldout_ppl=ppl, sft_eval_loss=tuned.eval_loss,
+        reward_gold_accuracy=gold["accuracy"], samples=samples, seconds=seconds,
     )
+
+
+def _gold_accuracy(model_dir: Path, gold_path: Path, rcfg) -> dict:
+    """Accuracy and calibration of a reward model on comparisons judged by the noiseless gold judge."""
+    from alinea.data.jsonl import read_records
+    from alinea.model.reward import load_reward_model
+    from alinea.train.reward import RewardLoss, collate, encode_records, evaluate_examples
+
+    model, tokenizer = load_reward_model(model_dir)
+    examples, _, levels = encode_records(read_records(gold_path), tokenizer, rcfg, {})
+    batches = [collate(examples[i : i + 16], tokenizer.pad_token_id) for i in range(0, len(examples), 16)]
+    return evaluate_examples(RewardLoss(model, rcfg, n_annotators=0, n_levels=levels), batches)
 
 
 def _perplexity(loss: float | None) -> float:

@@ -312,6 +312,7 @@ def train_loop(
     eval_fn: Callable[[TrainStep], dict[str, float]] | None = None,
     run_dir: str | Path | None = None,
     on_finish: Callable[[TrainStep, RunDir], None] | None = None,
+    count_unit: str = "tokens",
 ) -> TrainResult:
     """Train `model` for `cfg.max_steps` optimizer steps; see the module docstring for the data order and metrics."""
     if n_examples <= 0:
@@ -359,7 +360,7 @@ def train_loop(
     last_loss, eval_loss, throughput = float("nan"), None, 0.0
     step = start_step
     try:
-        with progress_bar(stage, cfg.max_steps, rate_unit="tok", completed=start_step) as bar:
+        with progress_bar(stage, cfg.max_steps, rate_unit=count_unit[:3], completed=start_step) as bar:
             while step < cfg.max_steps:
                 micro = []
                 for m in range(cfg.grad_accum):
@@ -386,7 +387,7 @@ def train_loop(
                     throughput = window_tokens / max(elapsed, 1e-9)
                     logger.log(
                         step, "train", loss=window_loss / window_steps, lr=metrics["lr"],
-                        grad_norm=metrics["grad_norm"], tokens_per_s=throughput,
+                        grad_norm=metrics["grad_norm"], **{f"{count_unit}_per_s": throughput},
                     )
                     window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
                 if (eval_batches or eval_fn) and (
@@ -438,7 +439,7 @@ def _finished_result(run: RunDir, steps: int) -> TrainResult:
         run_dir=run.path, final_dir=run.final_dir, steps=steps,
         train_loss=train[-1]["loss"] if train else float("nan"),
         eval_loss=evals[-1]["loss"] if evals else None,
-        tokens_per_s=train[-1].get("tokens_per_s", 0.0) if train else 0.0,
+        tokens_per_s=next((v for k, v in (train[-1] if train else {}).items() if k.endswith("_per_s")), 0.0),
     )
 
 
