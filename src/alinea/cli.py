@@ -438,7 +438,13 @@ def reward_eval(
     from alinea.config import RewardConfig
     from alinea.data.jsonl import read_records
     from alinea.model.reward import load_reward_model
-    from alinea.train.reward import RewardLoss, collate, encode_records, evaluate_examples, reliability_diagram
+    from alinea.train.reward import (
+        RewardLoss,
+        collate,
+        encode_records,
+        evaluate_examples,
+        reliability_diagram,
+    )
 
     model, tokenizer = load_reward_model(model_dir)
     cfg = RewardConfig(max_len=max_len, batch_size=batch_size)

@@ -34,10 +34,10 @@ def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult
     from alinea.data.corpus import read_documents
     from alinea.data.jsonl import read_records
     from alinea.data.synthetic import write_demo_data
+    from alinea.data.synthetic_feedback import write_feedback_data
     from alinea.model.causal_lm import load_model_and_tokenizer
     from alinea.model.generation import generate
     from alinea.model.tokenizer import save_tokenizer, train_tokenizer
-    from alinea.data.synthetic_feedback import write_feedback_data
     from alinea.train import pretrain, reward, sft
 
     console = console or Console()
