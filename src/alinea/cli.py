@@ -195,6 +195,37 @@ def data_stats(
     console.print(table)
 
 
+@data_app.command("text")
+def data_text(
+    sources: Annotated[list[Path], typer.Argument(help="Record files (any format `data import` reads) or .txt files.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Raw-text corpus to write (documents separated by blank lines).")],
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="Skip rows that cannot be converted.")] = False,
+) -> None:
+    """Turn data sets into a raw-text pretraining corpus: one document per conversation, .txt files as they are.
+
+    \b
+    Examples:
+      alinea data text ../shared/data/tinyshakespeare/input.txt ../shared/data/alpaca/alpaca_data_5000_subset.json -o corpus.txt
+      alinea data text hh.jsonl.gz --skip-invalid -o hh.txt
+    """
+    from alinea.data.corpus import records_to_documents, write_documents
+    from alinea.data.importers import import_file
+
+    documents: list[str] = []
+    for source in sources:
+        if source.suffix == ".txt":
+            from alinea.data.corpus import read_documents
+
+            documents.extend(read_documents(source))
+            continue
+        records, skipped = import_file(source, "auto", skip_invalid=skip_invalid)
+        documents.extend(records_to_documents(records))
+        if skipped:
+            err_console.print(f"[yellow]{source}: {len(skipped)} rows skipped[/yellow]")
+    n = write_documents(out, documents)
+    console.print(f"{n} documents -> {out}")
+
+
 @data_app.command("demo")
 def data_demo(
     config: ConfigOpt = None,

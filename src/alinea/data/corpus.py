@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ def read_documents(path: str | Path) -> list[str]:
         ) from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     documents = []
-    for block in text.split("\n\n"):
+    for block in re.split(r"\n[ \t\f\v]*\n", text):  # a line of only spaces or tabs separates documents too
         cleaned = "\n".join(line.strip() for line in block.strip().split("\n") if line.strip())
         if cleaned:
             documents.append(cleaned)
@@ -61,3 +62,35 @@ def pack_documents(documents: list[str], tokenizer, seq_len: int) -> torch.Tenso
     if n_rows == 0:
         raise UserError(f"corpus: {len(ids)} tokens are fewer than one sequence of pretrain.seq_len={seq_len}.")
     return torch.tensor(ids[: n_rows * seq_len], dtype=torch.long).view(n_rows, seq_len)
+
+
+def records_to_documents(records) -> list[str]:
+    """One document per record and response: the prompt's turns, then the response, a line each."""
+    documents = []
+    for record in records:
+        prompt = "\n".join(m["content"].strip() for m in record.prompt_messages())
+        responses = record.response_texts() or [""]
+        for response in responses:
+            text = f"{prompt}\n{response.strip()}".strip()
+            # A blank line would split the document in two when the corpus is read back.
+            documents.append("\n".join(line for line in text.split("\n") if line.strip()))
+    return [d for d in documents if d]
+
+
+def write_documents(path: str | Path, documents: list[str]) -> int:
+    """Write documents separated by blank lines, atomically (temp file, then rename)."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write("\n\n".join(documents) + "\n")
+        os.chmod(temp_name, 0o644)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return len(documents)
