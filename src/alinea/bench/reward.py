@@ -138,7 +138,7 @@ def _load_factory(path: str):
 
 
 def run_ours(workload: Workload, factory_path: str = DEFAULT_OURS_FACTORY) -> dict:
-    """Train with our step; return the side's rate, timed span, final loss and peak RSS."""
+    """Train with our step; return the side's rate, timed span, mean loss and peak RSS."""
     chosen_ids, rejected_ids = make_pairs(workload)
     model = build_reward_model(workload)
     model.train()
@@ -171,7 +171,7 @@ def _word_level_tokenizer(workload: Workload):
 
 
 def run_baseline(workload: Workload) -> dict:
-    """Train with TRL's RewardTrainer; return the side's rate, timed span, final loss and peak RSS."""
+    """Train with TRL's RewardTrainer; return the side's rate, timed span, mean loss and peak RSS."""
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import RewardConfig, RewardTrainer

@@ -551,3 +551,37 @@ def score_records(model, tokenizer, records, *, max_len: int = 256, batch_size: 
     for owner, m, s in zip(owners, mean.tolist(), std.tolist(), strict=True):
         scored[owner].append((m, s))
     return scored
+
+
+def pairwise_bench_step(model, *, lr: float):
+    """One optimizer step of our reward trainer on a batch of chosen/rejected pairs, for `alinea bench reward`.
+
+    The batch dict holds `chosen_input_ids`, `chosen_attention_mask`, `rejected_input_ids`, `rejected_attention_mask`
+    (B, T), right-padded. It runs exactly what `alinea reward train` runs for comparisons (`TrainStep` with
+    `RewardLoss`: one forward over all 2B sequences, Bradley-Terry without ties or margins, clipping, fused AdamW).
+    """
+    from alinea.train.loop import TrainStep
+
+    cfg = RewardConfig(lr=lr, warmup_steps=0, max_steps=10**9, tie_model="skip", use_strength=False, grad_clip=1.0)
+    loss_module = RewardLoss(model, cfg, n_annotators=0, n_levels=2)
+    trainer = TrainStep(model, cfg, loss_module=loss_module)
+    counter = {"step": 0}
+
+    def step(batch: dict[str, torch.Tensor]) -> float:
+        chosen, rejected = batch["chosen_input_ids"], batch["rejected_input_ids"]
+        n = chosen.shape[0]
+        ones = torch.ones(n, 1)
+        reward_batch = RewardBatch(
+            input_ids=torch.cat([chosen, rejected]),
+            attention_mask=torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]]),
+            parts={"comparison": {
+                "a": torch.arange(n), "b": torch.arange(n, 2 * n), "outcome": torch.zeros(n, dtype=torch.long),
+                "strength": torch.zeros(n, dtype=torch.long), "annotator": torch.full((n,), -1), "weight": ones,
+            }},
+            n_examples=n,
+        )
+        metrics = trainer.step(counter["step"], [reward_batch])
+        counter["step"] += 1
+        return metrics["loss"]
+
+    return step
