@@ -31,6 +31,7 @@ from alinea.config import AlineaConfig, TrainConfig
 from alinea.errors import UserError
 from alinea.losses import IGNORE_INDEX, shift_for_next_token, token_nll
 from alinea.model.causal_lm import save_checkpoint
+from alinea.model.fast import fuse_activations
 from alinea.progress import progress_bar
 from alinea.train.runs import MetricsLogger, RunDir
 from alinea.train.schedule import warmup_cosine
@@ -202,6 +203,7 @@ class TrainStep:
         # reliabilities); one forward(batch) returns (mean loss, count). Default: next-token prediction.
         self.loss_module = loss_module if loss_module is not None else CausalLMLoss(model)
         self._model = model
+        fuse_activations(model)  # same function, fused kernel (model/fast.py)
         self.optimizer = make_optimizer(self.loss_module, cfg)
         self.wrapped, self.optimizer = accelerator.prepare(self.loss_module, self.optimizer)
         self.base_lrs = [cfg.lr for _ in self.optimizer.param_groups]

@@ -88,7 +88,7 @@ class Encoder:
         if len(ids) <= self.max_len:
             return ids
         answer = sum(1 for label in encoded.labels[: len(ids)] if label != -100)
-        if answer < self.max_len:
+        if answer <= self.max_len:  # the response and its <|end|> fit: cut the prompt only
             self.counts["prompt cut from the left"] += 1
             return ids[-self.max_len :]
         self.counts["response cut from the right"] += 1
@@ -302,7 +302,9 @@ class RewardLoss(nn.Module):
         total = rewards.new_zeros(())
         mass = rewards.new_zeros(())
         for kind, losses in self.per_kind_losses(rewards, batch).items():
-            bootstrap = batch.parts[kind]["weight"]  # (E, H)
+            # (E, H); examples without a bootstrap (held-out ones) carry (E, 1): one weight for every head, so
+            # the loss is the mean over heads either way.
+            bootstrap = batch.parts[kind]["weight"].expand_as(losses)
             total = total + weights[kind] * (losses * bootstrap).sum()
             mass = mass + bootstrap.sum()
         loss = total / mass.clamp(min=1.0)
