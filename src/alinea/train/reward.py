@@ -10,8 +10,9 @@ Records (docs/data.md) become examples:
 - thumb: one sequence; logistic on up/down with a learned bias.
 All sequences of a batch go through one forward pass. Per-example losses are multiplied by the type's weight and,
 for ensembles, by the example's bootstrap count for each head (Poisson(1), seeded: each head sees its own bootstrap).
-With `annotator_reliability`, each annotator's judgments are scored on rewards multiplied by exp(t_a - mean(t)):
-annotators whose judgments the rewards cannot explain (random or adversarial ones) get a small factor and count less.
+With `annotator_reliability`, each annotator's decided comparisons, rankings and thumbs are scored on rewards
+multiplied by exp(t_a - mean(t)): annotators whose judgments the rewards cannot explain (random or adversarial ones)
+get a small factor and count less. Ties are scored on unscaled rewards.
 
 Bad input is counted and reported in meta.json (`skipped`): identical responses, ties under "skip", prompts cut from
 the left to fit `max_len` (the response is kept), responses cut from the right when they alone exceed it.
@@ -264,7 +265,10 @@ class RewardLoss(nn.Module):
                 chosen, rejected = torch.where(win_a, r_a, r_b), torch.where(win_a, r_b, r_a)
                 wins = bradley_terry_loss(chosen, rejected, margin)
                 if cfg.tie_model == "rao-kupper":
-                    ties = rao_kupper_nll(r_a, r_b, torch.full_like(outcome, 2), threshold)
+                    # Ties are scored on unscaled rewards: scaling by a reliability would make every tie count
+                    # against its annotator until the rewards of tied answers are close.
+                    raw_a, raw_b = rewards[p["a"]], rewards[p["b"]]
+                    ties = rao_kupper_nll(raw_a, raw_b, torch.full_like(outcome, 2), threshold)
                     out["comparison"] = torch.where(outcome == 2, ties, wins)
                 else:
                     out["comparison"] = wins
@@ -302,6 +306,8 @@ class RewardLoss(nn.Module):
         total = rewards.new_zeros(())
         mass = rewards.new_zeros(())
         for kind, losses in self.per_kind_losses(rewards, batch).items():
+            if weights[kind] == 0:
+                continue  # a kind switched off neither adds loss nor dilutes the others' mean
             # (E, H); examples without a bootstrap (held-out ones) carry (E, 1): one weight for every head, so
             # the loss is the mean over heads either way.
             bootstrap = batch.parts[kind]["weight"].expand_as(losses)

@@ -1,0 +1,462 @@
+"""Reward-model training: encoding, batching, the loss's invariants, learning, annotator reliability, bad input, CLI.
+
+The loss invariants use a stub model (a learnable reward table, one row per sequence) so they test `RewardLoss`
+without a transformer; the training tests use the tiny pretrained model of `conftest.py` on short hand-made texts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from alinea.cli import main
+from alinea.config import RewardConfig, load_config
+from alinea.data.jsonl import read_records, write_jsonl
+from alinea.data.records import Comparison, Demonstration, Ranking, Rating, Thumb
+from alinea.data.synthetic_feedback import DEFAULT_ANNOTATORS, judge_pair
+from alinea.errors import UserError
+from alinea.model.reward import load_reward_model
+from alinea.model.tokenizer import END_OF_TURN
+from alinea.train import reward
+from alinea.train.reward import RewardExample, RewardLoss, assign_bootstrap, collate, encode_records
+from alinea.train.runs import RunDir
+from tests.conftest import tiny_overrides
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The tiny model is far faster on one thread when the machine is busy (two threads then spin on each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+NOUNS = ["book", "film", "lamp", "trip", "meal", "song", "garden", "kettle", "story", "river"]
+ADJECTIVES = ["good", "fine", "dull", "long", "short", "quiet", "bright", "cold", "warm", "plain"]
+
+
+def excellent_comparisons(n: int, seed: int) -> list[dict]:
+    """Pairs of short answers of one shape; the one that says "excellent" is preferred, on either side."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        noun = rng.choice(NOUNS)
+        other, rest = rng.sample(ADJECTIVES, 2)
+        good, bad = f"The {noun} was excellent and {rest}.", f"The {noun} was {other} and {rest}."
+        a_first = rng.random() < 0.5
+        rows.append({
+            "type": "comparison", "prompt": f"What did you think of the {noun}?",
+            "response_a": good if a_first else bad, "response_b": bad if a_first else good,
+            "preference": "a" if a_first else "b",
+        })
+    return rows
+
+
+def reward_cfg(tmp_path: Path, model: object, data: list[Path], **extra: object):
+    base = {
+        "reward.model": model, "reward.data": json.dumps([str(p) for p in data]), "reward.runs_dir": tmp_path,
+        "reward.max_steps": 3, "reward.warmup_steps": 1, "reward.batch_size": 8, "reward.log_every": 1,
+        "reward.eval_every": 0, "reward.save_every": 0, "reward.max_len": 48,
+    }
+    return load_config(None, tiny_overrides(tmp_path, **{**base, **extra}))
+
+
+def end_id(tokenizer) -> int:
+    return tokenizer.convert_tokens_to_ids(END_OF_TURN)
+
+
+def ids(tokenizer, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Encoding
+
+
+def test_comparison_encodes_two_sequences_ending_at_end_token(tokenizer):
+    record = Comparison(prompt="Is it good?", response_a="Yes, it is.", response_b="No.", preference="b",
+                        strength=2, annotator="ann-1")
+    annotators: dict[str, int] = {}
+    examples, counts, levels = encode_records([record], tokenizer, RewardConfig(), annotators)
+    (example,) = examples
+    assert example.kind == "comparison" and example.outcome == 1 and example.strength == 2
+    assert annotators == {"ann-1": 0} and example.annotator == 0
+    assert len(example.sequences) == 2
+    for sequence, response in zip(example.sequences, ("Yes, it is.", "No."), strict=True):
+        assert sequence[-1] == end_id(tokenizer)
+        assert sequence[-1 - len(ids(tokenizer, response)) : -1] == ids(tokenizer, response)
+    assert example.sequences[0] != example.sequences[1]
+    assert not counts and levels == 0
+
+
+def test_long_prompt_is_cut_from_the_left_and_the_response_kept(tokenizer):
+    response = "The kettle was fine."
+    prompt = " ".join(["Tell me about the old river and the garden by the market."] * 12)
+    cfg = RewardConfig(max_len=32)
+    examples, counts, _ = encode_records(
+        [Thumb(prompt=prompt, response=response, thumb="up")], tokenizer, cfg, {}
+    )
+    (sequence,) = examples[0].sequences
+    assert len(sequence) == 32
+    tail = ids(tokenizer, response) + [end_id(tokenizer)]
+    assert sequence[-len(tail) :] == tail
+    assert counts == {"prompt cut from the left": 1}
+
+
+def test_response_that_exactly_fits_is_kept_whole(tokenizer):
+    response = "The kettle was fine and the garden was quiet."
+    tail = ids(tokenizer, response) + [end_id(tokenizer)]
+    cfg = RewardConfig(max_len=len(tail))
+    examples, counts, _ = encode_records([Thumb(prompt="Tell me.", response=response, thumb="up")], tokenizer, cfg, {})
+    assert examples[0].sequences[0] == tail
+    assert counts == {"prompt cut from the left": 1}
+
+
+def test_response_longer_than_max_len_is_cut_from_the_right(tokenizer):
+    response = " ".join(["The kettle was fine and the garden was quiet."] * 8)
+    examples, counts, _ = encode_records(
+        [Thumb(prompt="Tell me.", response=response, thumb="down")], tokenizer, RewardConfig(max_len=24), {}
+    )
+    assert len(examples[0].sequences[0]) == 24
+    assert counts == {"response cut from the right": 1}
+
+
+def test_unusable_records_are_skipped_and_counted(tokenizer):
+    records = [
+        Comparison(prompt="Hi", response_a="Hello there.", response_b=" Hello there. ", preference="a"),
+        Comparison(prompt="Hi", response_a="Hello.", response_b="Go away.", preference="tie"),
+        Comparison(prompt="Hi", response_a="Hello.", response_b="Go away.", preference="a"),
+        Demonstration(prompt="Hi", response="Hello!"),
+    ]
+    examples, counts, _ = encode_records(records, tokenizer, RewardConfig(tie_model="skip"), {})
+    assert [e.outcome for e in examples] == [0]
+    assert counts == {
+        "comparison with identical responses": 1, "tie (tie_model = skip)": 1, "demonstration record (not feedback)": 1,
+    }
+    kept, counts, _ = encode_records(records, tokenizer, RewardConfig(tie_model="rao-kupper"), {})
+    assert [e.outcome for e in kept] == [2, 0]
+    assert "tie (tie_model = skip)" not in counts
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Batches
+
+
+def test_collate_indexes_every_kind(tokenizer):
+    records = [
+        Comparison(prompt="Q1", response_a="Fine.", response_b="Not fine at all, sadly.", preference="b",
+                   strength=3, annotator="x"),
+        Ranking(prompt="Q2", responses=("One.", "Two and two.", "Three."), ranks=(2, 1, 3), annotator="y"),
+        Ranking(prompt="Q3", responses=("Alpha.", "Beta."), ranks=(1, 2)),
+        Thumb(prompt="Q4", response="Up it goes.", thumb="up", annotator="x"),
+        Rating(prompt="Q5", response="Top answer.", ratings={"helpfulness": 7, "honesty": 7}, scale=(1, 7)),
+        Rating(prompt="Q6", response="Worst answer.", ratings={"helpfulness": 1}, scale=(1, 7)),
+    ]
+    examples, counts, levels = encode_records(records, tokenizer, RewardConfig(), {})
+    assert not counts and levels == 7
+    pad = tokenizer.pad_token_id
+    batch = collate(examples, pad)
+    sequences = [s for e in examples for s in e.sequences]
+    assert batch.n_examples == 6 and batch.input_ids.shape == (10, max(map(len, sequences)))
+    for row, sequence in enumerate(sequences):
+        n = len(sequence)
+        assert batch.input_ids[row, :n].tolist() == sequence
+        assert (batch.input_ids[row, n:] == pad).all()
+        assert batch.attention_mask[row].tolist() == [1] * n + [0] * (batch.input_ids.shape[1] - n)
+    parts = batch.parts
+    assert set(parts) == {"comparison", "ranking", "thumb", "rating"}
+    c = parts["comparison"]
+    assert (c["a"].tolist(), c["b"].tolist(), c["outcome"].tolist(), c["strength"].tolist()) == ([0], [1], [1], [3])
+    assert c["annotator"].tolist() == [0] and c["weight"].tolist() == [[1.0]]
+    r = parts["ranking"]
+    assert r["index"].tolist() == [[2, 3, 4], [5, 6, 0]]
+    assert r["ranks"].tolist() == [[2, 1, 3], [1, 2, 0]]
+    assert r["valid"].tolist() == [[True, True, True], [True, True, False]]
+    assert r["annotator"].tolist() == [1, -1]
+    t = parts["thumb"]
+    assert (t["index"].tolist(), t["target"].tolist(), t["annotator"].tolist()) == ([7], [1.0], [0])
+    g = parts["rating"]
+    assert g["index"].tolist() == [8, 9]
+    assert g["target"].tolist() == pytest.approx([2.0, -2.0])
+    assert g["level"].tolist() == [6, 0]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The loss, on a stub model: sequence i is the one-token sequence [i], its rewards are row i of a learnable table
+
+
+class TableModel(nn.Module):
+    def __init__(self, rewards: list[list[float]]) -> None:
+        super().__init__()
+        self.table = nn.Parameter(torch.tensor(rewards))
+
+    def forward(self, input_ids, attention_mask):
+        return SimpleNamespace(logits=self.table[input_ids[:, 0]])
+
+
+def loss_and_grad(rewards, examples, **cfg):
+    model = TableModel(rewards)
+    module = RewardLoss(model, RewardConfig(**cfg), n_annotators=2, n_levels=7)
+    loss, n = module(collate(examples, pad_id=0))
+    loss.backward()
+    assert int(n) == len(examples)
+    return float(loss.detach()), model.table.grad, module
+
+
+def comparison(a: int, b: int, outcome: int, **kw) -> RewardExample:
+    return RewardExample("comparison", [[a], [b]], outcome=outcome, **kw)
+
+
+@pytest.mark.parametrize("tie_model", ["rao-kupper", "davidson", "skip"])
+def test_gradient_raises_the_preferred_response(tie_model):
+    _, grad, _ = loss_and_grad([[0.0], [0.0], [0.0], [0.0]], [comparison(0, 1, 0), comparison(2, 3, 1, strength=3)],
+                               tie_model=tie_model)
+    assert grad[0, 0] < 0 < grad[1, 0]  # gradient descent moves r_a up and r_b down
+    assert grad[3, 0] < 0 < grad[2, 0]
+
+
+def test_strength_margin_asks_for_a_larger_gap():
+    weak, _, _ = loss_and_grad([[1.0], [0.0]], [comparison(0, 1, 0, strength=0)])
+    strong, _, _ = loss_and_grad([[1.0], [0.0]], [comparison(0, 1, 0, strength=3)])
+    off, _, _ = loss_and_grad([[1.0], [0.0]], [comparison(0, 1, 0, strength=3)], use_strength=False)
+    assert strong > weak == pytest.approx(off)
+
+
+@pytest.mark.parametrize("tie_model", ["rao-kupper", "davidson"])
+def test_a_tie_pulls_the_rewards_together(tie_model):
+    _, grad, _ = loss_and_grad([[1.0], [-1.0]], [comparison(0, 1, 2)], tie_model=tie_model)
+    assert grad[0, 0] > 0 > grad[1, 0]
+    _, grad, _ = loss_and_grad([[-0.5], [2.0]], [comparison(0, 1, 2)], tie_model=tie_model)
+    assert grad[0, 0] < 0 < grad[1, 0]
+    _, grad, _ = loss_and_grad([[0.3], [0.3]], [comparison(0, 1, 2)], tie_model=tie_model)
+    assert grad.abs().max() < 1e-6  # equal rewards are where a tie is most likely
+
+
+def test_type_weights_scale_each_kind():
+    one, _, _ = loss_and_grad([[0.5], [0.0]], [comparison(0, 1, 0)])
+    two, _, _ = loss_and_grad([[0.5], [0.0]], [comparison(0, 1, 0)], weight_comparison=2.0)
+    assert two == pytest.approx(2 * one)
+
+    def mixed(thumb: str, **cfg):
+        examples = [comparison(0, 1, 0), RewardExample("thumb", [[2]], target=1.0 if thumb == "up" else 0.0)]
+        return loss_and_grad([[0.5], [0.0], [0.7]], examples, **cfg)
+
+    up, grad, module = mixed("up", weight_thumb=0.0)
+    down, _, _ = mixed("down", weight_thumb=0.0)
+    assert up == pytest.approx(down)  # the thumb no longer matters
+    assert grad[2, 0] == 0 and grad[0, 0] != 0
+    assert module.thumb_bias.grad is None or module.thumb_bias.grad == 0
+    _, half, _ = mixed("up", weight_thumb=0.5)
+    _, full, _ = mixed("up", weight_thumb=1.0)
+    assert half[2, 0] < 0 and full[2, 0] == pytest.approx(2 * half[2, 0])
+    assert full[0, 0] == pytest.approx(half[0, 0])
+
+
+def test_zero_bootstrap_weight_gives_a_head_no_gradient():
+    examples = [comparison(0, 1, 0, bootstrap=[1.0, 0.0]), comparison(2, 3, 1, bootstrap=[2.0, 1.0])]
+    _, grad, _ = loss_and_grad([[0.0, 0.0]] * 4, examples)
+    assert grad[0:2, 1].abs().max() == 0
+    assert (grad[0:2, 0] != 0).all() and (grad[2:4] != 0).all()
+    assert grad[3, 0] == pytest.approx(2 * grad[3, 1])  # twice the bootstrap count, twice the gradient
+
+
+def test_loss_is_a_mean_over_heads():
+    single, _, _ = loss_and_grad([[0.5], [0.0]], [comparison(0, 1, 0)])
+    # Held-out examples carry no bootstrap: the same rewards on three heads give the same loss, not three times it.
+    triple, _, _ = loss_and_grad([[0.5] * 3, [0.0] * 3], [comparison(0, 1, 0)])
+    boot, _, _ = loss_and_grad([[0.5] * 3, [0.0] * 3], [comparison(0, 1, 0, bootstrap=[1.0, 1.0, 1.0])])
+    assert triple == pytest.approx(single) and boot == pytest.approx(single)
+
+
+def test_reliability_scales_the_rewards_of_each_annotator():
+    model = TableModel([[1.0], [0.0]] * 3)
+    module = RewardLoss(model, RewardConfig(annotator_reliability=True, reliability_l2=0.0), n_annotators=2,
+                        n_levels=0)
+    with torch.no_grad():
+        module.log_reliability.copy_(torch.tensor([1.5, 0.5]))  # centred: factors exp(0.5) and exp(-0.5)
+    factors = module.reliability(torch.tensor([0, 1, -1]))
+    assert factors.squeeze(-1).tolist() == pytest.approx([math.exp(0.5), math.exp(-0.5), 1.0])
+    # Annotator 0 prefers the higher reward, annotator 1 the lower one; the third judgment has no annotator.
+    examples = [comparison(0, 1, 0, annotator=0), comparison(2, 3, 1, annotator=1), comparison(4, 5, 0)]
+    loss, _ = module(collate(examples, 0))
+    loss.backward()
+    grad = module.log_reliability.grad
+    assert grad[0] < 0 < grad[1]  # descent trusts annotator 0 more and annotator 1 less
+    assert float(grad.sum()) == pytest.approx(0.0, abs=1e-6)  # only differences between annotators matter
+
+
+def test_bootstraps_differ_between_heads_and_are_seeded():
+    def make():
+        return [comparison(0, 1, 0) for _ in range(64)]
+
+    first, again, other = make(), make(), make()
+    assign_bootstrap(first, 3, seed=0)
+    assign_bootstrap(again, 3, seed=0)
+    assign_bootstrap(other, 3, seed=1)
+    weights = torch.tensor([e.bootstrap for e in first])
+    assert weights.shape == (64, 3)
+    assert all(float(w).is_integer() and w >= 0 for w in weights.flatten())
+    assert not torch.equal(weights[:, 0], weights[:, 1]) and not torch.equal(weights[:, 1], weights[:, 2])
+    assert 0.6 < float(weights.mean()) < 1.4  # Poisson(1)
+    assert [e.bootstrap for e in again] == [e.bootstrap for e in first]
+    assert [e.bootstrap for e in other] != [e.bootstrap for e in first]
+    single = make()
+    assign_bootstrap(single, 1, seed=0)
+    assert all(e.bootstrap == [1.0] for e in single)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Training
+
+
+def test_reward_model_learns_a_preference(tmp_path, pretrained_dir):
+    train, held_out = tmp_path / "train.jsonl", tmp_path / "held_out.jsonl"
+    write_jsonl(train, excellent_comparisons(200, seed=0))
+    write_jsonl(held_out, excellent_comparisons(100, seed=1))
+    cfg = reward_cfg(tmp_path, pretrained_dir, [train], **{
+        "reward.max_steps": 25, "reward.lr": 3e-3, "reward.batch_size": 16, "reward.warmup_steps": 2,
+        "reward.log_every": 5,
+    })
+    result = reward.run(cfg, out=tmp_path / "rm")
+    assert result.run_dir == tmp_path / "rm" and result.steps == 25
+    report = json.loads((result.run_dir / "eval.json").read_text())
+    assert report["n"] == 20 and report["accuracy"] > 0.95  # the run's own held-out 10%
+    assert (result.run_dir / "reliability.png").is_file()
+    meta = RunDir(result.run_dir).meta()
+    assert meta["train_examples"] == 180 and meta["eval_examples"] == 20 and meta["kinds"] == {"comparison": 200}
+
+    model, tokenizer = load_reward_model(result.run_dir)
+    examples, _, levels = encode_records(read_records(held_out), tokenizer, cfg.reward, {})
+    batches = [collate(examples[i : i + 32], tokenizer.pad_token_id) for i in range(0, len(examples), 32)]
+    metrics = reward.evaluate_examples(RewardLoss(model, cfg.reward, n_annotators=0, n_levels=levels), batches)
+    assert metrics["n"] == 100 and metrics["accuracy"] > 0.95, metrics
+    assert metrics["log_likelihood"] > -0.3 and 0 <= metrics["ece"] <= 1
+
+
+def test_reliability_ranks_random_and_contrarian_annotators_below_honest_ones(tmp_path, pretrained_dir):
+    # The default simulated annotators judge short answers (lexicon words in one template): a tiny model learns the
+    # sentiment of these within seconds, which the long documents of `generate_feedback` would not allow.
+    words = ["excellent", "great", "lovely", "awful", "dull", "poor", "long", "quiet", "plain"]
+    rng = random.Random(0)
+    rows = []
+    for i in range(300):
+        annotator = DEFAULT_ANNOTATORS[i % len(DEFAULT_ANNOTATORS)]
+        noun = rng.choice(NOUNS[:8])
+        a, b = (f"The {noun} was {rng.choice(words)} and {rng.choice(words)}." for _ in range(2))
+        if a == b:
+            continue
+        preference, strength = judge_pair(annotator, a, b, rng)
+        rows.append({
+            "type": "comparison", "prompt": f"How was the {noun}?", "response_a": a, "response_b": b,
+            "preference": preference, "strength": strength, "annotator": annotator.name,
+        })
+    data = tmp_path / "feedback.jsonl"
+    write_jsonl(data, rows)
+    cfg = reward_cfg(tmp_path, pretrained_dir, [data], **{
+        "reward.annotator_reliability": True, "reward.max_steps": 60, "reward.lr": 1e-2, "reward.batch_size": 32,
+        "reward.warmup_steps": 5, "reward.log_every": 10,
+    })
+    result = reward.run(cfg, out=tmp_path / "rm")
+    reliability = json.loads((result.run_dir / "eval.json").read_text())["annotator_reliability"]
+    assert set(reliability) == {a.name for a in DEFAULT_ANNOTATORS}
+    honest = [reliability[name] for name in ("honest-1", "honest-2", "honest-3")]
+    assert max(reliability["random-1"], reliability["contrarian-1"]) < min(honest) - 0.1, reliability
+    assert RunDir(result.run_dir).meta()["annotators"] == [a.name for a in DEFAULT_ANNOTATORS]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Bad input
+
+
+def test_bad_options_are_named(tmp_path, pretrained_dir):
+    data = tmp_path / "data.jsonl"
+    write_jsonl(data, excellent_comparisons(8, seed=0))
+    with pytest.raises(UserError, match="reward.model"):
+        reward.run(reward_cfg(tmp_path, "", [data]))
+    with pytest.raises(UserError, match="reward.tie_model"):
+        reward.run(reward_cfg(tmp_path, pretrained_dir, [data], **{"reward.tie_model": "x"}))
+    with pytest.raises(UserError, match="reward.ensemble"):
+        reward.run(reward_cfg(tmp_path, pretrained_dir, [data], **{"reward.ensemble": 0}))
+    with pytest.raises(UserError, match="not a model checkpoint directory"):
+        reward.run(reward_cfg(tmp_path, tmp_path, [data]))
+    few = tmp_path / "few.jsonl"
+    write_jsonl(few, excellent_comparisons(3, seed=0) + [{"type": "demonstration", "prompt": "Hi", "response": "Yo"}])
+    with pytest.raises(UserError, match="at least 4"):
+        reward.run(reward_cfg(tmp_path, pretrained_dir, [few]))
+    assert not (tmp_path / "rm").exists()
+
+
+def test_invalid_lines_stop_the_run_unless_skipped(tmp_path, pretrained_dir):
+    data = tmp_path / "data.jsonl"
+    lines = [json.dumps(row) for row in excellent_comparisons(12, seed=0)]
+    lines.insert(3, json.dumps({"type": "comparison", "prompt": "Hi", "response_a": "A", "response_b": "B"}))
+    data.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with pytest.raises(UserError) as err:
+        reward.run(reward_cfg(tmp_path, pretrained_dir, [data]))
+    assert f"{data}:4: preference" in str(err.value)
+    result = reward.run(reward_cfg(tmp_path, pretrained_dir, [data], **{"reward.skip_invalid": True}),
+                        out=tmp_path / "rm")
+    meta = RunDir(result.run_dir).meta()
+    assert meta["skipped"] == {f"invalid line in {data}": 1}
+    assert meta["train_examples"] + meta["eval_examples"] == 12
+    assert (result.final_dir / "config.json").is_file()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def run_cli(monkeypatch, capsys, *args: object) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["alinea", *(str(a) for a in args)])
+    capsys.readouterr()
+    code = 0
+    try:
+        main()
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_trains_evaluates_and_scores(tmp_path, pretrained_dir, monkeypatch, capsys):
+    train, held_out = tmp_path / "train.jsonl", tmp_path / "held_out.jsonl"
+    write_jsonl(train, excellent_comparisons(40, seed=0))
+    held = excellent_comparisons(10, seed=1) + [
+        {"type": "thumb", "prompt": "Hi", "response": "The lamp was excellent.", "thumb": "up"},
+    ]
+    write_jsonl(held_out, held)
+    sets = ["reward.max_steps=3", "reward.batch_size=8", "reward.warmup_steps=1", "reward.ensemble=2",
+            f"reward.runs_dir={tmp_path}", "reward.max_len=48"]
+    code, out, err = run_cli(monkeypatch, capsys, "reward", "train", "-m", pretrained_dir, "-d", train,
+                             "-o", tmp_path / "rm", *[x for s in sets for x in ("--set", s)])
+    assert code == 0, (out, err)
+    assert (tmp_path / "rm" / "final" / "config.json").is_file() and "held-out" in out
+
+    code, out, err = run_cli(monkeypatch, capsys, "reward", "eval", tmp_path / "rm", "--data", held_out, "--json")
+    assert code == 0, (out, err)
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert {"accuracy", "n", "ece", "loss"} <= set(summary)
+    assert summary["n"] == 10 and 0 <= summary["accuracy"] <= 1 and "thumb_accuracy" in summary
+
+    scored = tmp_path / "scored.jsonl"
+    code, out, err = run_cli(monkeypatch, capsys, "reward", "score", tmp_path / "rm" / "final", "--data", held_out,
+                             "-o", scored)
+    assert code == 0, (out, err)
+    rows = [json.loads(line) for line in scored.read_text().splitlines()]
+    assert len(rows) == 11
+    for row in rows[:10]:
+        assert isinstance(row["reward"], list) and len(row["reward"]) == 2
+        assert len(row["reward_std"]) == 2 and all(s > 0 for s in row["reward_std"])
+    assert isinstance(rows[10]["reward"], float) and rows[10]["reward_std"] > 0
+
+    code, out, err = run_cli(monkeypatch, capsys, "reward", "eval", pretrained_dir, "--data", held_out)
+    assert code == 2 and "not an alinea reward model" in " ".join(err.split())
