@@ -135,6 +135,7 @@ class RewardConfig(TrainConfig):
     weight_thumb: float = _f(0.5, "Loss weight of thumb records.")
     annotator_reliability: bool = _f(False, "Learn one reliability (inverse temperature) per annotator id.")
     reliability_l2: float = _f(0.01, "L2 penalty on the log-reliabilities (keeps them near 1 without evidence).")
+    loss_params_lr_scale: float = _f(30.0, "Learning-rate multiplier of the loss's own scalars (reliabilities, thumb bias, rating thresholds).")
     skip_invalid: bool = _f(False, "Skip invalid lines of the data files (counted) instead of stopping.")
     calibration_bins: int = _f(10, "Bins of the expected calibration error and reliability diagram.")
 

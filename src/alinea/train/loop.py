@@ -137,12 +137,21 @@ class CausalLMLoss(nn.Module):
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; weight decay on matrices only (not norms, biases)."""
-    decay, no_decay = [], []
+    """AdamW; weight decay on matrices only (not norms, biases).
+
+    A parameter with an `lr_scale` attribute (e.g. a loss's own few scalars, such as annotator reliabilities) goes to
+    a group of its own with learning rate `lr * lr_scale` and no decay.
+    """
+    decay, no_decay, scaled = [], [], {}
     for param in model.parameters():
-        if param.requires_grad:
+        if not param.requires_grad:
+            continue
+        if hasattr(param, "lr_scale"):
+            scaled.setdefault(float(param.lr_scale), []).append(param)
+        else:
             (decay if param.ndim >= 2 else no_decay).append(param)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups += [{"params": ps, "weight_decay": 0.0, "lr": cfg.lr * k} for k, ps in scaled.items()]
     kwargs = dict(lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
     try:
         return torch.optim.AdamW(groups, fused=True, **kwargs)
@@ -206,7 +215,7 @@ class TrainStep:
         fuse_activations(model)  # same function, fused kernel (model/fast.py)
         self.optimizer = make_optimizer(self.loss_module, cfg)
         self.wrapped, self.optimizer = accelerator.prepare(self.loss_module, self.optimizer)
-        self.base_lrs = [cfg.lr for _ in self.optimizer.param_groups]
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
 
     @property
     def model(self) -> nn.Module:

@@ -231,6 +231,9 @@ class RewardLoss(nn.Module):
         # Ordered-logit thresholds, increasing by construction: first + cumulative softplus of the gaps.
         self.threshold_first = nn.Parameter(torch.tensor(-RATING_RANGE))
         self.threshold_gaps = nn.Parameter(torch.zeros(self.n_levels - 2))
+        # These few scalars move far from their start in a short run only with a larger step than the network's.
+        for param in (self.log_reliability, self.thumb_bias, self.threshold_first, self.threshold_gaps):
+            param.lr_scale = cfg.loss_params_lr_scale
 
     def thresholds(self) -> torch.Tensor:
         gaps = nn.functional.softplus(self.threshold_gaps) + 1e-3
