@@ -49,6 +49,7 @@ from alinea.losses import (
 from alinea.model.causal_lm import save_checkpoint
 from alinea.model.reward import build_reward_model, fit_normalisation, raw_rewards, set_normalisation
 from alinea.train.loop import TrainResult, train_loop
+from alinea.train.padding import right_pad
 from alinea.train.sft import encode_conversation
 
 KINDS = ("comparison", "ranking", "rating", "thumb")
@@ -174,12 +175,7 @@ def collate(examples: list[RewardExample], pad_id: int) -> RewardBatch:
         start = len(sequences)
         sequences.extend(example.sequences)
         groups[example.kind].append((example, list(range(start, start + len(example.sequences)))))
-    width = max(len(s) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        input_ids[row, : len(seq)] = torch.tensor(seq)
-        attention[row, : len(seq)] = 1
+    input_ids, attention = right_pad(sequences, pad_id)
     parts: dict[str, dict[str, torch.Tensor]] = {}
     for kind, items in groups.items():
         if not items:
@@ -533,13 +529,7 @@ def _score_sequences(model, sequences: list[list[int]], pad_id: int, batch_size:
     model.eval()
     out = []
     for start in range(0, len(sequences), batch_size):
-        chunk = sequences[start : start + batch_size]
-        width = max(len(s) for s in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, seq in enumerate(chunk):
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
+        ids, mask = right_pad(sequences[start : start + batch_size], pad_id)
         out.append(raw_rewards(model, ids.to(device), mask.to(device)).cpu())
     return torch.cat(out) if out else torch.zeros(0, model.config.num_labels)
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from alinea.config import AlineaConfig
 from alinea.data.jsonl import read_records
@@ -21,6 +20,7 @@ from alinea.losses import IGNORE_INDEX
 from alinea.model.causal_lm import load_model_and_tokenizer, save_checkpoint
 from alinea.model.tokenizer import END_OF_TURN, turn_header
 from alinea.train.loop import TokenBatch, TrainResult, num_processes, train_loop
+from alinea.train.padding import right_pad
 
 
 @dataclass
@@ -63,15 +63,8 @@ def truncate(example: EncodedConversation, max_len: int) -> EncodedConversation 
 
 def pad_batch(examples: list[EncodedConversation], pad_id: int) -> TokenBatch:
     """Right-pad a list of conversations into a `TokenBatch`."""
-    width = max(len(e.input_ids) for e in examples)
-    input_ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(examples), width), dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    for row, example in enumerate(examples):
-        n = len(example.input_ids)
-        input_ids[row, :n] = torch.tensor(example.input_ids)
-        attention[row, :n] = 1
-        labels[row, :n] = torch.tensor(example.labels)
+    input_ids, attention = right_pad([e.input_ids for e in examples], pad_id)
+    labels, _ = right_pad([e.labels for e in examples], IGNORE_INDEX)
     return TokenBatch(input_ids, attention, labels)
 
 
