@@ -133,3 +133,21 @@ def test_two_processes_match_one_process_on_the_doubled_batch(tmp_path, demo_dat
     eval_two = [r["loss"] for r in RunDir(runs[0]).read_metrics("eval")]
     assert eval_two == pytest.approx(eval_one, abs=2e-4)
     shutil.rmtree(tmp_path / "two", ignore_errors=True)
+
+
+def test_non_finite_loss_stops_with_step_batch_and_last_checkpoint(tmp_path, demo_data, tokenizer_dir, monkeypatch):
+    original_step = TrainStep.step
+
+    def nan_at_5(self, step, micro):
+        metrics = original_step(self, step, micro)
+        return {**metrics, "loss": float("nan")} if step == 4 else metrics
+
+    monkeypatch.setattr(TrainStep, "step", nan_at_5)
+    with pytest.raises(UserError) as err:
+        pretrain.run(_cfg(tmp_path, demo_data, tokenizer_dir, **{"pretrain.max_steps": 6, "pretrain.save_every": 2}))
+    message = str(err.value)
+    assert "loss became nan at step 5" in message and "batch of training examples" in message
+    run_dir = Path(message.split("--resume ")[1].rstrip("."))
+    assert f"last good checkpoint is {run_dir / 'checkpoints' / 'step-4'}" in message
+    assert RunDir(run_dir).latest_checkpoint().name == "step-4"
+    assert not (run_dir / "final").exists()

@@ -373,7 +373,7 @@ def train_loop(
     try:
         with progress_bar(stage, cfg.max_steps, rate_unit=count_unit[:3], completed=start_step) as bar:
             while step < cfg.max_steps:
-                micro = []
+                micro, batch_examples = [], []
                 for m in range(cfg.grad_accum):
                     indices = example_indices(
                         step, m, n_examples=n_examples, global_batch=global_batch, grad_accum=cfg.grad_accum,
@@ -381,11 +381,16 @@ def train_loop(
                     )
                     mine = indices[acc.process_index * cfg.batch_size : (acc.process_index + 1) * cfg.batch_size]
                     micro.append(collate(mine))
+                    batch_examples.extend(mine)
                 metrics = trainer.step(step, micro)
                 if not math.isfinite(metrics["loss"]):
+                    last = run.latest_checkpoint()
+                    shown = ", ".join(map(str, batch_examples[:16])) + (" ..." if len(batch_examples) > 16 else "")
                     raise UserError(
-                        f"{stage}: the loss became {metrics['loss']} at step {step}. Lower {stage}.lr "
-                        f"(now {cfg.lr}) or raise {stage}.warmup_steps; resume from the last checkpoint with --resume."
+                        f"{stage}: the loss became {metrics['loss']} at step {step + 1} (batch of training examples "
+                        f"{shown}). Nothing was saved from this step; the last good checkpoint is "
+                        f"{last if last else 'none (no checkpoint yet)'}. Lower {stage}.lr (now {cfg.lr}) or raise "
+                        f"{stage}.warmup_steps, and resume with --resume {run.path}."
                     )
                 step += 1
                 last_loss = metrics["loss"]
