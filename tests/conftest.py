@@ -6,6 +6,8 @@ Everything is built once per session in a temporary folder and is small enough f
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,36 @@ def pretrained_dir(demo_data, tokenizer_dir, tmp_path_factory) -> Path:
         tiny_overrides(runs) + [f"pretrain.corpus={demo_data['corpus']}", f"pretrain.tokenizer={tokenizer_dir}"],
     )
     return pretrain.run(cfg).final_dir
+
+
+RunCli = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capsys) -> RunCli:
+    """run_cli(*args) -> (exit_code, stdout, stderr) of `alinea ARGS`, through the real entry point `main()`."""
+    from alinea.cli import main
+
+    def run(*args: object) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["alinea", *(str(a) for a in args)])
+        capsys.readouterr()
+        code: int = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models run far faster on one thread when the machine is busy (two threads then spin on each other)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,38 +10,16 @@ import gzip
 import json
 import math
 import shutil
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from alinea.cli import main
 from alinea.data.jsonl import read_records
 from alinea.data.records import Comparison, Demonstration
-from tests.conftest import REPO_ROOT, TINY_MODEL_OVERRIDES, tiny_overrides
+from tests.conftest import REPO_ROOT, TINY_MODEL_OVERRIDES, RunCli, tiny_overrides
 
 TINY_TOML = REPO_ROOT / "configs" / "tiny.toml"
 
-RunCli = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run_cli(monkeypatch, capsys) -> RunCli:
-    """run_cli(*args) -> (exit_code, stdout, stderr) of `alinea ARGS`, through the real entry point `main()`."""
-
-    def run(*args: object) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["alinea", *(str(a) for a in args)])
-        capsys.readouterr()
-        code: int = 0
-        try:
-            main()
-        except SystemExit as exit_:
-            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def sets(overrides: list[str]) -> list[str]:

@@ -29,13 +29,7 @@ from tests.conftest import tiny_overrides
 ENSEMBLE = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny model is far faster on one thread when the machine is busy (two threads then spin on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def comparisons(n: int, seed: int) -> list[dict]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,7 +16,6 @@ import pytest
 import torch
 from torch import nn
 
-from alinea.cli import main
 from alinea.config import RewardConfig, load_config
 from alinea.data.jsonl import read_records, write_jsonl
 from alinea.data.records import Comparison, Demonstration, Ranking, Rating, Thumb
@@ -30,14 +28,7 @@ from alinea.train.reward import RewardExample, RewardLoss, assign_bootstrap, col
 from alinea.train.runs import RunDir
 from tests.conftest import tiny_overrides
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny model is far faster on one thread when the machine is busy (two threads then spin on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 NOUNS = ["book", "film", "lamp", "trip", "meal", "song", "garden", "kettle", "story", "river"]
@@ -415,19 +406,8 @@ def test_invalid_lines_stop_the_run_unless_skipped(tmp_path, pretrained_dir):
 # Command line
 
 
-def run_cli(monkeypatch, capsys, *args: object) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["alinea", *(str(a) for a in args)])
-    capsys.readouterr()
-    code = 0
-    try:
-        main()
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-    out, err = capsys.readouterr()
-    return code, out, err
 
-
-def test_cli_trains_evaluates_and_scores(tmp_path, pretrained_dir, monkeypatch, capsys):
+def test_cli_trains_evaluates_and_scores(tmp_path, pretrained_dir, run_cli):
     train, held_out = tmp_path / "train.jsonl", tmp_path / "held_out.jsonl"
     write_jsonl(train, excellent_comparisons(40, seed=0))
     held = excellent_comparisons(10, seed=1) + [
@@ -436,19 +416,19 @@ def test_cli_trains_evaluates_and_scores(tmp_path, pretrained_dir, monkeypatch, 
     write_jsonl(held_out, held)
     sets = ["reward.max_steps=3", "reward.batch_size=8", "reward.warmup_steps=1", "reward.ensemble=2",
             f"reward.runs_dir={tmp_path}", "reward.max_len=48"]
-    code, out, err = run_cli(monkeypatch, capsys, "reward", "train", "-m", pretrained_dir, "-d", train,
+    code, out, err = run_cli("reward", "train", "-m", pretrained_dir, "-d", train,
                              "-o", tmp_path / "rm", *[x for s in sets for x in ("--set", s)])
     assert code == 0, (out, err)
     assert (tmp_path / "rm" / "final" / "config.json").is_file() and "held-out" in out
 
-    code, out, err = run_cli(monkeypatch, capsys, "reward", "eval", tmp_path / "rm", "--data", held_out, "--json")
+    code, out, err = run_cli("reward", "eval", tmp_path / "rm", "--data", held_out, "--json")
     assert code == 0, (out, err)
     summary = json.loads(out.strip().splitlines()[-1])
     assert {"accuracy", "n", "ece", "loss"} <= set(summary)
     assert summary["n"] == 10 and 0 <= summary["accuracy"] <= 1 and "thumb_accuracy" in summary
 
     scored = tmp_path / "scored.jsonl"
-    code, out, err = run_cli(monkeypatch, capsys, "reward", "score", tmp_path / "rm" / "final", "--data", held_out,
+    code, out, err = run_cli("reward", "score", tmp_path / "rm" / "final", "--data", held_out,
                              "-o", scored)
     assert code == 0, (out, err)
     rows = [json.loads(line) for line in scored.read_text().splitlines()]
@@ -458,5 +438,5 @@ def test_cli_trains_evaluates_and_scores(tmp_path, pretrained_dir, monkeypatch, 
         assert len(row["reward_std"]) == 2 and all(s > 0 for s in row["reward_std"])
     assert isinstance(rows[10]["reward"], float) and rows[10]["reward_std"] > 0
 
-    code, out, err = run_cli(monkeypatch, capsys, "reward", "eval", pretrained_dir, "--data", held_out)
+    code, out, err = run_cli("reward", "eval", pretrained_dir, "--data", held_out)
     assert code == 2 and "not an alinea reward model" in " ".join(err.split())
