@@ -86,6 +86,8 @@ class TrainConfig:
     eval_batches: int = _f(8, "Batches of held-out data per evaluation (0 = all).")
     save_every: int = _f(100, "Write a resumable checkpoint every this many steps (0 = only at the end).")
     log_every: int = _f(10, "Write a metrics line every this many steps.")
+    keep_best: bool = _f(False, "At the end, restore the weights of the evaluation with the best best_metric into final/.")
+    best_metric: str = _f("loss", "Eval metric that keep_best watches; minimised when its name has loss/ppl/ece, else maximised.")
     runs_dir: str = _f("runs", "Parent folder of run directories (runs/<stage>-<timestamp>/).")
 
 

@@ -59,3 +59,30 @@ def test_precision_choice():
 
     with pytest.raises(UserError, match="precision"):
         resolve_precision("fp8")
+
+
+def test_best_keeper_saves_the_best_and_restores_it(tmp_path, model):
+    import copy
+
+    from alinea.config import AlineaConfig
+    from alinea.train.loop import BestKeeper, TrainStep, lower_is_better
+    from alinea.train.runs import RunDir
+
+    assert lower_is_better("loss") and lower_is_better("ece") and not lower_is_better("accuracy")
+    run = RunDir.create("test", AlineaConfig(), runs_dir=tmp_path, seed=0)
+    trainer = TrainStep(copy.deepcopy(model), TrainConfig(lr=1e-2))
+    keeper = BestKeeper(run, "accuracy", enabled=True, is_main=True)
+    weights_at = {}
+    for step, accuracy in [(1, 0.6), (2, 0.8), (3, 0.7)]:
+        with torch.no_grad():
+            for p in trainer.model.parameters():
+                p.add_(0.1)
+        weights_at[step] = [p.detach().clone() for p in trainer.model.parameters()]
+        keeper.offer(trainer, step, {"accuracy": accuracy, "loss": 1.0})
+    assert keeper.info == {"step": 2, "metric": "accuracy", "value": 0.8}
+    assert BestKeeper(run, "accuracy", enabled=True, is_main=True).info["step"] == 2  # survives a resume
+    restored = keeper.restore(trainer)
+    assert restored["step"] == 2
+    for p, expected in zip(trainer.model.parameters(), weights_at[2], strict=True):
+        assert torch.equal(p, expected)
+    assert BestKeeper(run, "accuracy", enabled=False, is_main=True).restore(trainer) is None

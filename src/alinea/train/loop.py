@@ -16,6 +16,7 @@ Split "eval": `loss` and `ppl = exp(loss)` on held-out data.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import time
@@ -354,6 +355,7 @@ def train_loop(
             acc.print(f"{run.path}: already finished ({start_step} steps).")
             return _finished_result(run, start_step)
     logger = MetricsLogger(run, enabled=acc.is_main_process)
+    best = BestKeeper(run, cfg.best_metric, enabled=cfg.keep_best, is_main=acc.is_main_process)
     save = save_model or (lambda m, d: save_checkpoint(m, tokenizer, d))
 
     def write_checkpoint(step: int) -> None:
@@ -409,7 +411,9 @@ def train_loop(
                 if (eval_batches or eval_fn) and (
                     (cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.max_steps
                 ):
-                    eval_loss = _evaluate(trainer, eval_batches, eval_fn, logger, step)
+                    eval_metrics = _evaluate(trainer, eval_batches, eval_fn, logger, step)
+                    eval_loss = eval_metrics.get("loss")
+                    best.offer(trainer, step, eval_metrics)
                 if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps:
                     write_checkpoint(step)
     except KeyboardInterrupt:
@@ -420,8 +424,13 @@ def train_loop(
             f"{stage}: interrupted at step {step}; checkpoint written. Continue with "
             f"`alinea {stage} --resume {run.path}`."
         ) from None
+    restored = best.restore(trainer)
+    if restored is not None:
+        acc.print(f"{stage}: final/ holds the best evaluation: {restored['metric']} {restored['value']:.4f} at step "
+                  f"{restored['step']}")
+        eval_loss = _evaluate(trainer, eval_batches, eval_fn, None, step).get("loss")
     if (eval_batches or eval_fn) and eval_loss is None:
-        eval_loss = _evaluate(trainer, eval_batches, eval_fn, None, step)
+        eval_loss = _evaluate(trainer, eval_batches, eval_fn, None, step).get("loss")
     if on_finish is not None:
         on_finish(trainer, run)
     acc.wait_for_everyone()
@@ -435,7 +444,7 @@ def train_loop(
     )
 
 
-def _evaluate(trainer: TrainStep, eval_batches, eval_fn, logger: MetricsLogger | None, step: int) -> float | None:
+def _evaluate(trainer: TrainStep, eval_batches, eval_fn, logger: MetricsLogger | None, step: int) -> dict:
     """Held-out loss (and whatever `eval_fn` measures), logged under split "eval"."""
     if eval_fn is not None:
         metrics = eval_fn(trainer)
@@ -444,7 +453,52 @@ def _evaluate(trainer: TrainStep, eval_batches, eval_fn, logger: MetricsLogger |
         metrics = {"loss": loss, "ppl": math.exp(min(loss, 50.0))}
     if logger is not None:
         logger.log(step, "eval", **metrics)
-    return metrics.get("loss")
+    return metrics
+
+
+def lower_is_better(metric: str) -> bool:
+    return any(word in metric for word in ("loss", "ppl", "ece"))
+
+
+class BestKeeper:
+    """Remembers the weights of the best evaluation (in `run/best/`, so a resumed run keeps it) and restores them."""
+
+    def __init__(self, run: RunDir, metric: str, *, enabled: bool, is_main: bool) -> None:
+        self.dir = run.path / "best"
+        self.metric = metric
+        self.enabled = enabled
+        self.is_main = is_main
+        self.info = None
+        if enabled and (self.dir / "best.json").is_file():
+            self.info = json.loads((self.dir / "best.json").read_text(encoding="utf-8"))
+
+    def offer(self, trainer: TrainStep, step: int, metrics: dict) -> None:
+        value = metrics.get(self.metric)
+        if not self.enabled or value is None or not math.isfinite(value):
+            return
+        if self.info is not None:
+            best = self.info["value"]
+            if (value >= best) if lower_is_better(self.metric) else (value <= best):
+                return
+        self.info = {"step": step, "metric": self.metric, "value": value}
+        if self.is_main:
+            self.dir.mkdir(exist_ok=True)
+            tmp = self.dir / "state.pt.tmp"
+            torch.save(trainer.state(step)["model"], tmp)
+            tmp.rename(self.dir / "state.pt")
+            (self.dir / "best.json").write_text(json.dumps(self.info) + "\n", encoding="utf-8")
+
+    def restore(self, trainer: TrainStep) -> dict | None:
+        """Load the best weights into the trainer's model (every process); returns what was restored."""
+        if not self.enabled or self.info is None:
+            return None
+        trainer.accelerator.wait_for_everyone()
+        state = torch.load(self.dir / "state.pt", map_location="cpu", weights_only=True)
+        params = dict(trainer.loss_module.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value)
+        return self.info
 
 
 def _finished_result(run: RunDir, steps: int) -> TrainResult:
