@@ -6,6 +6,7 @@ Everything is built once per session in a temporary folder and is small enough f
 from __future__ import annotations
 
 import os
+import random
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -130,3 +131,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+NOUNS = ["book", "film", "lamp", "trip", "meal", "song", "garden", "kettle", "story", "river"]
+ADJECTIVES = ["good", "fine", "dull", "long", "short", "quiet", "bright", "cold", "warm", "plain"]
+
+
+def excellent_comparisons(n: int, seed: int) -> list[dict]:
+    """Pairs of short answers of one shape; the one that says "excellent" is preferred, on either side."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        noun = rng.choice(NOUNS)
+        other, rest = rng.sample(ADJECTIVES, 2)
+        good, bad = f"The {noun} was excellent and {rest}.", f"The {noun} was {other} and {rest}."
+        a_first = rng.random() < 0.5
+        rows.append({
+            "type": "comparison", "prompt": f"What did you think of the {noun}?",
+            "response_a": good if a_first else bad, "response_b": bad if a_first else good,
+            "preference": "a" if a_first else "b",
+        })
+    return rows

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import shutil
 from pathlib import Path
 
@@ -24,29 +23,12 @@ from alinea.model.reward import (
 )
 from alinea.train import reward
 from alinea.train.reward import Encoder, _score_sequences, encode_records, score_records
-from tests.conftest import tiny_overrides
+from tests.conftest import excellent_comparisons, tiny_overrides
 
 ENSEMBLE = 3
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def comparisons(n: int, seed: int) -> list[dict]:
-    """Short answer pairs; the one that says "excellent" is preferred."""
-    rng = random.Random(seed)
-    nouns, adjectives = ["book", "film", "lamp", "trip", "meal", "song"], ["good", "dull", "long", "quiet", "cold"]
-    rows = []
-    for _ in range(n):
-        noun = rng.choice(nouns)
-        other, rest = rng.sample(adjectives, 2)
-        good, bad = f"The {noun} was excellent and {rest}.", f"The {noun} was {other} and {rest}."
-        a_first = rng.random() < 0.5
-        rows.append({
-            "type": "comparison", "prompt": f"What about the {noun}?", "response_a": good if a_first else bad,
-            "response_b": bad if a_first else good, "preference": "a" if a_first else "b",
-        })
-    return rows
 
 
 def reward_cfg(tmp: Path, model: Path, data: Path, **extra: object):
@@ -63,7 +45,7 @@ def ensemble_run(tmp_path_factory, pretrained_dir):
     """A 3-head reward model trained a few steps on every record (eval_fraction 0: all are training responses)."""
     tmp = tmp_path_factory.mktemp("reward-ensemble")
     data = tmp / "train.jsonl"
-    write_jsonl(data, comparisons(48, seed=0))
+    write_jsonl(data, excellent_comparisons(48, seed=0))
     cfg = reward_cfg(tmp, pretrained_dir, data, **{"reward.ensemble": ENSEMBLE, "reward.eval_fraction": 0.0})
     result = reward.run(cfg, out=tmp / "rm")
     return cfg, data, result
@@ -149,7 +131,7 @@ def test_normalisation_gives_training_responses_mean_0_std_1(ensemble_run):
 
 def test_normalisation_uses_the_reference_demonstrations(tmp_path, pretrained_dir):
     data, reference = tmp_path / "train.jsonl", tmp_path / "reference.jsonl"
-    write_jsonl(data, comparisons(16, seed=3))
+    write_jsonl(data, excellent_comparisons(16, seed=3))
     demos = [{"type": "demonstration", "prompt": f"Tell me about the {w}.", "response": f"The {w} was {a}."}
              for w in ("lamp", "kettle", "garden", "river") for a in ("fine", "excellent", "cold")]
     write_jsonl(reference, demos)

@@ -26,30 +26,9 @@ from alinea.model.tokenizer import END_OF_TURN
 from alinea.train import reward
 from alinea.train.reward import RewardExample, RewardLoss, assign_bootstrap, collate, encode_records
 from alinea.train.runs import RunDir
-from tests.conftest import tiny_overrides
+from tests.conftest import NOUNS, excellent_comparisons, tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-NOUNS = ["book", "film", "lamp", "trip", "meal", "song", "garden", "kettle", "story", "river"]
-ADJECTIVES = ["good", "fine", "dull", "long", "short", "quiet", "bright", "cold", "warm", "plain"]
-
-
-def excellent_comparisons(n: int, seed: int) -> list[dict]:
-    """Pairs of short answers of one shape; the one that says "excellent" is preferred, on either side."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        noun = rng.choice(NOUNS)
-        other, rest = rng.sample(ADJECTIVES, 2)
-        good, bad = f"The {noun} was excellent and {rest}.", f"The {noun} was {other} and {rest}."
-        a_first = rng.random() < 0.5
-        rows.append({
-            "type": "comparison", "prompt": f"What did you think of the {noun}?",
-            "response_a": good if a_first else bad, "response_b": bad if a_first else good,
-            "preference": "a" if a_first else "b",
-        })
-    return rows
 
 
 def reward_cfg(tmp_path: Path, model: object, data: list[Path], **extra: object):

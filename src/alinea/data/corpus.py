@@ -78,19 +78,8 @@ def records_to_documents(records) -> list[str]:
 
 
 def write_documents(path: str | Path, documents: list[str]) -> int:
-    """Write documents separated by blank lines, atomically (temp file, then rename)."""
-    import os
-    import tempfile
+    """Write documents separated by blank lines, atomically (see `alinea.data.jsonl.write_text`)."""
+    from alinea.data.jsonl import write_text
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write("\n\n".join(documents) + "\n")
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    write_text(path, ["\n\n".join(documents) + "\n"])
     return len(documents)

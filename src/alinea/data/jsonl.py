@@ -157,11 +157,11 @@ def read_records(path: str | Path, *, expected_type: str | None = None) -> list[
     return report.records
 
 
-def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
-    """Write one JSON object a line (UTF-8, non-ASCII kept as is), atomically; return the number of rows.
+def write_text(path: str | Path, chunks: Iterable[str]) -> None:
+    """Write text chunks (UTF-8, `\n` line ends) to `path` atomically.
 
-    The rows go to a temporary file beside the target, which is flushed to disk and renamed over the target.
-    If anything fails, including the `rows` iterable itself, the temporary file is removed and an existing
+    The text goes to a temporary file beside the target, which is flushed to disk and renamed over the target.
+    If anything fails, including the `chunks` iterable itself, the temporary file is removed and an existing
     target is left untouched. Missing parent folders are created.
     """
     path = Path(path)
@@ -169,12 +169,10 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     # An existing file keeps its permissions; a new one gets rw-r--r-- (mkstemp alone would give rw-------).
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    count = 0
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            for row in rows:
-                out.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
-                count += 1
+            for chunk in chunks:
+                out.write(chunk)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temp_name, mode)
@@ -184,6 +182,19 @@ def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
             os.unlink(temp_name)
         raise
     _fsync_folder(path.parent)
+
+
+def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write one JSON object a line (UTF-8, non-ASCII kept as is), atomically (see `write_text`); return the count."""
+    count = 0
+
+    def lines() -> Iterator[str]:
+        nonlocal count
+        for row in rows:
+            yield json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
+            count += 1
+
+    write_text(path, lines())
     return count
 
 

@@ -25,13 +25,13 @@ the same seed gives byte-identical output on every machine; a different seed giv
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from alinea.data.jsonl import write_text
 
 SENTIMENTS = ("positive", "negative", "neutral")
 """The sentiment every corpus document has, and the values of a prompt's `target:` tag."""
@@ -203,7 +203,7 @@ def write_demo_data(
         "demonstrations": out_dir / "demonstrations.jsonl",
     }
     for name, text in (("corpus", corpus), ("prompts", prompts), ("demonstrations", demonstrations)):
-        _write_atomically(paths[name], text)
+        write_text(paths[name], [text])
     return paths
 
 
@@ -281,18 +281,6 @@ def _languages(rng: random.Random, n: int) -> list[str]:
 
 def _jsonl(records: list[dict]) -> str:
     return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write `text` to a temporary file next to `path`, then rename it over `path`: never a half-written file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------------
