@@ -458,12 +458,16 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None, out: str | Path 
     loss_module = RewardLoss(model, rcfg, n_annotators=len(annotators), n_levels=n_levels)
     names = sorted(annotators, key=annotators.get)
 
+    latest: dict = {}  # the last full evaluation (with calibration bins), for eval.json
+
     def eval_fn(trainer) -> dict:
-        metrics = evaluate_examples(trainer.loss_module, eval_batches, n_bins=rcfg.calibration_bins)
-        return {k: v for k, v in metrics.items() if isinstance(v, int | float)}
+        latest.clear()
+        latest.update(evaluate_examples(trainer.loss_module, eval_batches, n_bins=rcfg.calibration_bins))
+        return {k: v for k, v in latest.items() if isinstance(v, int | float)}
 
     def on_finish(trainer, run) -> None:
-        report = evaluate_examples(trainer.loss_module, eval_batches, n_bins=rcfg.calibration_bins) if eval_batches else {}
+        # train_loop evaluates the final weights (restored best ones included) right before this: reuse that.
+        report = dict(latest)
         reference = _reference_sequences(rcfg, tokenizer, train_examples)
         norm = fit_normalisation(_score_sequences(model, reference, pad_id, rcfg.batch_size))
         set_normalisation(model, norm, reference=rcfg.reference or "training responses", ensemble=rcfg.ensemble)
