@@ -6,6 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install demo test test-fast lint bench clean
 
@@ -18,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet "$(TORCH)"
 	# dev tools and the benchmark baselines (TRL): the tests exercise the benchmarks too. Runtime needs neither.
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	# Browser tests drive Debian's chromium through Playwright (never a browser download).
+	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 	touch $(STAMP)
 
 demo: install

@@ -649,6 +649,18 @@ def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return tuple(errors), tuple(aborts)
 
 
+def _register_area_commands() -> None:
+    """Commands defined in `alinea.commands.*` (feedback app, RL, judges) join the groups above."""
+    from alinea.commands import feedback, judges, rl, sampling
+
+    apps = {"root": app, "bench": bench_app, "eval": eval_app, "data": data_app, "reward": reward_app}
+    for area in (feedback, rl, judges, sampling):
+        area.register(apps)
+
+
+_register_area_commands()
+
+
 def main() -> None:
     """Entry point: run the app, turning user errors into one paragraph and exit code 2."""
     try:

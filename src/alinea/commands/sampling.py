@@ -1,0 +1,7 @@
+"""CLI commands: sampling (registered by `alinea.cli`)."""
+
+from __future__ import annotations
+
+
+def register(apps: dict) -> None:
+    """Add this area's commands to the typer apps in `apps` (keys: root, bench, eval, data, reward)."""
