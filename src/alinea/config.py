@@ -143,6 +143,97 @@ class RewardConfig(TrainConfig):
 
 
 @dataclass
+class RLConfig:
+    """Fields shared by the online RL stages (PPO, RLOO, GRPO): policy, reference, rewards, sampling, KL, runs."""
+
+    policy: str = _f("", "Checkpoint the policy starts from (an SFT run's final/ or any local HF causal LM).")
+    reference: str = _f("", "Frozen reference model for the KL penalty (empty: a copy of the starting policy).")
+    prompts: str = _f("runs/demo-data/prompts.jsonl", "Prompt records (JSONL; prompt or demonstration records) to sample from.")
+    rewards: list = _f(
+        [], "Reward sources: a reward model directory, a judge name (alinea judges) or module:function; mixed with reward_weights."
+    )
+    reward_weights: list = _f([], "Weight of each reward source (empty: 1 each); the total reward is the weighted sum.")
+    seed: int = _f(0, "Seed for prompt order, sampling and weights; same config + seed = same numbers.")
+    max_steps: int = _f(40, "RL steps; each samples batch_size episodes and updates on them.")
+    batch_size: int = _f(32, "Episodes (prompt + sampled answer) per step on each process.")
+    max_prompt_len: int = _f(128, "Prompt tokens at most; longer prompts are cut from the left (counted).")
+    max_new_tokens: int = _f(48, "Answer tokens at most; an answer without a stop token by then gets missing_eos_penalty.")
+    temperature: float = _f(0.7, "Sampling temperature, also applied to the logits when log-probs are recomputed (N+ detail).")
+    generation_batch_size: int = _f(32, "Episodes sampled together; each such chunk has its own seed, so the samples do not depend on the process count.")
+    top_p: float = _f(1.0, "Nucleus sampling while collecting rollouts (1 = plain sampling, which keeps log-probs exact).")
+    penalise_missing_eos: bool = _f(True, "Replace the score of an answer with no stop token by missing_eos_penalty (N+ 'EOS trick').")
+    missing_eos_penalty: float = _f(-1.0, "Score of an answer that hit max_new_tokens without a stop token.")
+    kl_coef: float = _f(0.05, "Coefficient beta of the KL penalty to the reference.")
+    kl_estimator: str = _f("k1", "Per-token KL estimator in the penalty: k1 (log ratio) or k3 (always >= 0).")
+    adaptive_kl: bool = _f(False, "Adapt kl_coef towards kl_target (Ziegler et al. 2019).")
+    kl_target: float = _f(6.0, "Target KL (nats per answer) of the adaptive controller.")
+    kl_horizon: int = _f(10000, "Horizon (episodes) of the adaptive controller.")
+    kl_stop: float = _f(50.0, "Stop the run when the mean KL per answer exceeds this (a blow-up); 0 = never.")
+    lr: float = _f(1e-5, "Policy learning rate (AdamW, constant after warm-up).")
+    warmup_steps: int = _f(0, "Linear warm-up steps of the learning rate.")
+    adam_eps: float = _f(1e-5, "AdamW epsilon (N+ uses 1e-5).")
+    weight_decay: float = _f(0.0, "AdamW weight decay.")
+    grad_clip: float = _f(1.0, "Clip the global gradient norm to this (0 = off).")
+    epochs: int = _f(1, "Passes over each step's episodes.")
+    minibatch_size: int = _f(8, "Episodes per gradient step within an epoch.")
+    clip_eps: float = _f(0.2, "Ratio clipping epsilon of the surrogate objective.")
+    precision: str = _f("auto", "fp32, bf16 (autocast) or auto: bf16 only where the hardware runs it faster.")
+    lora: bool = _f(False, "Train LoRA adapters (peft) on the policy instead of all weights.")
+    lora_r: int = _f(8, "LoRA rank.")
+    lora_alpha: int = _f(16, "LoRA scaling numerator (scale = alpha / r).")
+    lora_targets: list = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Module names that get LoRA adapters.")
+    save_every: int = _f(10, "Write a resumable checkpoint every this many steps (0 = only at the end).")
+    log_every: int = _f(1, "Write a metrics line every this many steps.")
+    eval_prompts: int = _f(0, "Held-out prompts scored (greedy answers) at the end and every save (0 = none).")
+    runs_dir: str = _f("runs", "Parent folder of run directories.")
+
+
+@dataclass
+class PPOConfig(RLConfig):
+    """PPO with a per-token KL penalty, GAE and a separate critic (Ziegler et al. 2019; InstructGPT; Huang et al. 2024)."""
+
+    critic: str = _f("", "Critic initialisation: a reward model directory (default: the first reward-model source), else the policy's trunk with a new head.")
+    critic_lr: float = _f(3e-5, "Critic learning rate.")
+    epochs: int = _f(4, "PPO epochs over each step's episodes (N+: 4).")
+    gamma: float = _f(1.0, "Discount of GAE (N+: 1).")
+    lam: float = _f(0.95, "Lambda of GAE (N+: 0.95).")
+    value_clip_eps: float = _f(0.2, "Value clipping epsilon around the rollout's values.")
+    vf_coef: float = _f(0.1, "Weight of the value loss (N+: 0.1).")
+    whiten_advantages: bool = _f(True, "Whiten advantages per batch (N+).")
+    whiten_rewards: bool = _f(False, "Whiten the per-token rewards per batch before GAE (N+ option).")
+    ptx_coef: float = _f(0.0, "PPO-ptx: weight of the pretraining LM loss mixed into the policy loss (InstructGPT gamma).")
+    ptx_data: str = _f("", "Text corpus (blank-line separated documents) for PPO-ptx.")
+    ptx_batch_size: int = _f(4, "Pretraining sequences per PPO-ptx minibatch.")
+
+
+@dataclass
+class GroupRLConfig(RLConfig):
+    """Critic-free RL with k answers per prompt: RLOO (Ahmadian et al. 2024) or GRPO (Shao et al. 2024)."""
+
+    k: int = _f(4, "Answers sampled per prompt; batch_size must be a multiple of it.")
+    grpo_scale: bool = _f(True, "GRPO: divide the group-centred reward by the group's std (False = Dr. GRPO style centring only).")
+
+
+@dataclass
+class DPOConfig(TrainConfig):
+    """Direct preference optimisation on preference pairs (Rafailov et al. 2023), with IPO and label smoothing."""
+
+    model: str = _f("", "Checkpoint the policy starts from (an SFT run's final/ or any local HF causal LM).")
+    reference: str = _f("", "Frozen reference (empty: a copy of the starting model). Its log-probs are computed once and cached.")
+    data: list = _f(["runs/demo-data/feedback.jsonl"], "JSONL comparison or ranking records (ties skipped); convert TRL files with alinea data import.")
+    loss: str = _f("sigmoid", "sigmoid (DPO) or ipo (Azar et al. 2023).")
+    beta: float = _f(0.1, "DPO beta (IPO tau).")
+    label_smoothing: float = _f(0.0, "Conservative DPO: assumed share of flipped labels, in [0, 0.5).")
+    eval_fraction: float = _f(0.1, "Share of pairs held out for eval loss and reward accuracy.")
+    max_len: int = _f(256, "Longest prompt + answer; longer prompts are cut from the left, the answer is kept.")
+    lora: bool = _f(False, "Train LoRA adapters (peft) instead of all weights.")
+    lora_r: int = _f(8, "LoRA rank.")
+    lora_alpha: int = _f(16, "LoRA scaling numerator (scale = alpha / r).")
+    lora_dropout: float = _f(0.0, "Dropout on the LoRA branch.")
+    lora_targets: list = _f(["q_proj", "k_proj", "v_proj", "o_proj"], "Module names that get LoRA adapters.")
+
+
+@dataclass
 class GenerateConfig:
     """Sampling from a model with a KV cache."""
 
@@ -164,6 +255,10 @@ class AlineaConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    rloo: GroupRLConfig = field(default_factory=GroupRLConfig)
+    grpo: GroupRLConfig = field(default_factory=lambda: GroupRLConfig(kl_estimator="k3", kl_coef=0.04))
+    dpo: DPOConfig = field(default_factory=DPOConfig)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Losses as pure functions over tensors. Imports only torch.
+"""Losses as pure functions over tensors. Imports only torch (and the standard library's dataclasses).
 
 Shape comments: B batch, T sequence, V vocabulary, N selected tokens.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -320,3 +322,309 @@ def expected_calibration_error(
     per_bin = torch.zeros(n_bins, dtype=dtype, device=confidence.device)  # (n_bins,)
     per_bin.index_add_(0, bins, residual)
     return per_bin.abs().sum() / confidence.numel()  # ()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# RL: policy-gradient, value and preference losses.
+# Shapes: B sequences (responses), T response tokens, V vocabulary. `mask` (B, T) is float or bool with 1 on real
+# response tokens (right-padded: ones then zeros). Padded positions may hold anything (NaN included): every function
+# below replaces them by a neutral value before computing, so nothing leaks into the loss or its gradient.
+# Per-token quantities are averaged with `masked_mean` over all real tokens of the batch unless stated otherwise.
+# --------------------------------------------------------------------------------------------------------------------
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, kind: str = "k1") -> torch.Tensor:
+    """Per-token estimate of KL(pi || pi_ref) from tokens sampled from pi: (B, T), (B, T) -> (B, T).
+
+    Source: Schulman (2020), "Approximating KL Divergence" (joschu.net/blog/kl-approx.html). With
+    log r = ref_logprobs - logprobs (r = pi_ref / pi at the sampled token):
+      k1 = -log r            = logp - ref                    unbiased, high variance, negative whenever ref > logp;
+      k2 = (log r)^2 / 2                                     biased, low variance, >= 0;
+      k3 = (r - 1) - log r   = exp(ref - logp) - 1 - (ref - logp)   unbiased, low variance, >= 0.
+    All three are 0 where the two log-probs are equal. k1 is the per-token penalty of Ziegler et al. (2019) and
+    Stiennon et al. (2020); k3 is the GRPO loss term (Shao et al. 2024, DeepSeekMath, eq. 4). k3 is computed as
+    expm1(log r) - log r, which keeps its precision when log r is near 0.
+    """
+    if kind not in KL_ESTIMATORS:
+        raise ValueError(f"unknown KL estimator {kind!r}; expected one of {', '.join(KL_ESTIMATORS)}")
+    log_ratio = ref_logprobs - logprobs  # (B, T): log r
+    if kind == "k1":
+        return -log_ratio
+    if kind == "k2":
+        return 0.5 * log_ratio**2
+    return torch.expm1(log_ratio) - log_ratio
+
+
+def _check_temperature(temperature: float) -> None:
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
+def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / temperature) at each target token: logits (B, T, V), targets long (B, T) -> float32 (B, T).
+
+    Position t of `logits` must already be aligned with target t (the caller drops the last logit / shifts the ids).
+    Targets equal to IGNORE_INDEX (or any negative id) get log-prob 0, so padding needs no valid token id.
+
+    Temperature: the N+ implementation details (Huang et al. 2024, "The N+ Implementation Details of RLHF with PPO",
+    detail on sampling temperature) divide the logits by the sampling temperature when re-computing log-probs, so
+    they are the log-probs of the distribution the tokens were actually drawn from.
+
+    Memory: computed one sequence at a time in float32 as logit[target] - logsumexp(logits), so with no gradient (the
+    rollout phase) the extra memory is one (T, V) float32 slice, never a second (B, T, V) tensor; bf16/fp16 logits are
+    upcast per slice, which keeps the log-probs accurate.
+    """
+    _check_temperature(temperature)
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must agree on (batch, T)"
+        )
+    valid = targets >= 0  # (B, T)
+    safe_targets = targets.clamp(min=0)  # (B, T)
+    rows = []
+    for row_logits, row_targets in zip(logits, safe_targets, strict=True):  # (T, V), (T,)
+        row_logits = row_logits.float()
+        if temperature != 1.0:
+            row_logits = row_logits / temperature
+        picked = row_logits.gather(-1, row_targets.unsqueeze(-1)).squeeze(-1)  # (T,)
+        rows.append(picked - torch.logsumexp(row_logits, dim=-1))  # (T,)
+    if not rows:
+        return torch.zeros(targets.shape, dtype=torch.float32, device=logits.device)
+    return torch.stack(rows).masked_fill(~valid, 0.0)  # (B, T)
+
+
+def entropy_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Entropy of softmax(logits / temperature) at every position: logits (B, T, V) -> float32 (B, T), in nats.
+
+    H = -sum_v p_v log p_v, computed from log_softmax one sequence at a time in float32 (as `token_logprobs`).
+    Tokens with p = 0 (a -inf logit) contribute 0, not NaN. A healthy policy's mean entropy falls slowly during RL;
+    a collapse towards 0 means it has become deterministic.
+    """
+    _check_temperature(temperature)
+    rows = []
+    for row_logits in logits:  # (T, V)
+        row_logits = row_logits.float()
+        if temperature != 1.0:
+            row_logits = row_logits / temperature
+        log_p = torch.log_softmax(row_logits, dim=-1)  # (T, V)
+        p = log_p.exp()  # (T, V)
+        rows.append(-(p * log_p.masked_fill(p == 0, 0.0)).sum(dim=-1))  # (T,)
+    if not rows:
+        return torch.zeros(logits.shape[:-1], dtype=torch.float32, device=logits.device)
+    return torch.stack(rows)  # (B, T)
+
+
+@dataclass
+class PolicyLossOutput:
+    """What a clipped policy loss returns; all fields are 0-d tensors.
+
+    loss: the loss to minimise (carries the gradient).
+    clipfrac: share of real tokens where clipping removed the gradient (the clipped term was the larger one and
+        differed from the unclipped term). Healthy PPO runs show roughly 0.05-0.3; near 0 means the updates are tiny,
+        near 1 that the policy moved far from the one that sampled the data. Detached.
+    approx_kl: the k3 estimate of KL(pi_old || pi) over real tokens, mean of (ratio - 1) - log ratio, with the tokens
+        sampled from pi_old (Schulman 2020, "Approximating KL Divergence"). Unbiased and >= 0; it should stay well
+        below 0.1 within one PPO update. Detached.
+    ratio_mean: mean of pi / pi_old over real tokens; exactly 1 on the first minibatch of an epoch. Detached.
+    ref_kl: GRPO only: mean k3 estimate of KL(pi || pi_ref) over real tokens (the penalised quantity); None for PPO.
+        Detached.
+    """
+
+    loss: torch.Tensor
+    clipfrac: torch.Tensor
+    approx_kl: torch.Tensor
+    ratio_mean: torch.Tensor
+    ref_kl: torch.Tensor | None = None
+
+
+def _where_real(values: torch.Tensor, real: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+    """`values` on real tokens, `fill` on padding (which may be NaN/inf); gradients at padding are 0, never NaN."""
+    return torch.where(real, values, torch.full_like(values, fill))
+
+
+def _clipped_surrogate(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    real: torch.Tensor,
+    clip_eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token clipped surrogate of PPO (Schulman et al. 2017, eq. 7), as a loss to minimise.
+
+    logprobs, old_logprobs (B, T); advantages (B, T) or (B,) (one value per sequence, used at every token);
+    real bool (B, T). Returns (per-token loss, was clipped, ratio, log ratio), each (B, T), zero-filled at padding
+    (ratio 1 there).
+    """
+    if not 0 <= clip_eps < 1:
+        raise ValueError(f"clip_eps must lie in [0, 1), got {clip_eps}")
+    if advantages.dim() == logprobs.dim() - 1:
+        advantages = advantages.unsqueeze(-1)  # (B, 1): sequence-level advantage at every token
+    advantages = _where_real(advantages.expand_as(logprobs), real)  # (B, T)
+    log_ratio = _where_real(logprobs - old_logprobs, real)  # (B, T); 0 at padding
+    ratio = torch.exp(log_ratio)  # (B, T)
+    unclipped = -advantages * ratio  # (B, T)
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps)  # (B, T)
+    per_token = torch.maximum(unclipped, clipped)  # (B, T): the pessimistic (upper) bound of the loss
+    was_clipped = (clipped > unclipped) & real  # (B, T)
+    return per_token, was_clipped, ratio, log_ratio
+
+
+def ppo_policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float = 0.2,
+) -> PolicyLossOutput:
+    """PPO's clipped policy loss, averaged over all real tokens of the batch.
+
+    logprobs (B, T) of the policy being trained (with gradient); old_logprobs (B, T) of the policy that sampled the
+    tokens; advantages (B, T) (or (B,), broadcast over tokens, for sequence-level methods such as RLOO); mask (B, T).
+
+    Source: Schulman et al. (2017), "Proximal Policy Optimization Algorithms", eq. 7, written as a loss:
+        per token  max(-A * ratio, -A * clip(ratio, 1 - eps, 1 + eps)),  ratio = exp(logp - logp_old),
+    then masked_mean over tokens. Clipping only ever removes an incentive: with A > 0 the gradient stops once
+    ratio > 1 + eps, with A < 0 once ratio < 1 - eps; a move in the harmful direction is never clipped. At
+    logprobs == old_logprobs the loss is -mean(A), clipfrac 0 and approx_kl 0. See `PolicyLossOutput` for the
+    metrics (approx_kl is the k3 estimator).
+    """
+    real = mask.bool()  # (B, T)
+    per_token, was_clipped, ratio, log_ratio = _clipped_surrogate(
+        logprobs, old_logprobs, advantages, real, clip_eps
+    )
+    with torch.no_grad():
+        approx_kl = masked_mean(torch.expm1(log_ratio) - log_ratio, real)  # k3 of KL(old || new)
+        clipfrac = masked_mean(was_clipped.to(per_token.dtype), real)
+        ratio_mean = masked_mean(ratio, real)
+    return PolicyLossOutput(
+        loss=masked_mean(per_token, real), clipfrac=clipfrac, approx_kl=approx_kl, ratio_mean=ratio_mean
+    )
+
+
+def ppo_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped value loss and its clip fraction (both 0-d): values, old_values, returns, mask all (B, T).
+
+        per token  0.5 * max((V - R)^2, (clip(V, V_old - eps, V_old + eps) - R)^2),  masked_mean over tokens.
+
+    Source: the clipped value objective of OpenAI baselines' PPO2, described in Huang et al. (2024), "The N+
+    Implementation Details of RLHF with PPO" (value clipping, eps 0.2, value coefficient 0.1 in the total loss) and
+    Engstrom et al. (2020), "Implementation Matters in Deep Policy Gradients", sec. 3 (value function clipping). Like
+    the policy clip it is pessimistic: it stops the gradient only where the clipped prediction is the worse one.
+    clipfrac is the share of real tokens where the clipped term is strictly larger (so no gradient flows there).
+    """
+    if clip_eps < 0:
+        raise ValueError(f"clip_eps must be >= 0, got {clip_eps}")
+    real = mask.bool()  # (B, T)
+    values = _where_real(values, real)  # (B, T)
+    old_values = _where_real(old_values, real)  # (B, T)
+    returns = _where_real(returns, real)  # (B, T)
+    clipped_values = old_values + torch.clamp(values - old_values, -clip_eps, clip_eps)  # (B, T)
+    unclipped_loss = (values - returns) ** 2  # (B, T)
+    clipped_loss = (clipped_values - returns) ** 2  # (B, T)
+    loss = 0.5 * masked_mean(torch.maximum(unclipped_loss, clipped_loss), real)
+    with torch.no_grad():
+        clipfrac = masked_mean((clipped_loss > unclipped_loss).to(values.dtype), real)
+    return loss, clipfrac
+
+
+DPO_KINDS = ("sigmoid", "ipo")
+
+
+def dpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    *,
+    beta: float = 0.1,
+    label_smoothing: float = 0.0,
+    kind: str = "sigmoid",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Direct preference losses per pair: four (B,) summed response log-probs -> (losses (B,), chosen_rewards (B,),
+    rejected_rewards (B,)).
+
+    With h = (log pi(y_w) - log pi_ref(y_w)) - (log pi(y_l) - log pi_ref(y_l)):
+      sigmoid: -(1 - eps) logsigmoid(beta h) - eps logsigmoid(-beta h). Rafailov et al. (2023), "Direct Preference
+               Optimization", eq. 7 (eps = 0); eps > 0 is the "conservative DPO" label smoothing (Mitchell 2023, "A
+               note on DPO with noisy preferences"): the label is assumed flipped with probability eps.
+      ipo:     (h - 1/(2 beta))^2. Azar et al. (2023), "A General Theoretical Paradigm to Understand Learning from
+               Human Preferences", sec. 5 (IPO), with their tau = beta; minimal at h = 1/(2 beta), so it does not
+               push h to infinity as the sigmoid loss does on separable data. (Azar et al. use sequence
+               log-likelihoods, as here; some libraries average log-probs per token for IPO: pass those instead.)
+    At h = 0 the sigmoid loss is log 2 for every eps. Its gradient raises the chosen log-prob and lowers the
+    rejected one. The implicit rewards beta * (log pi - log pi_ref) are returned detached, for logging (reward
+    accuracy = share of pairs with chosen_reward > rejected_reward; margin = their mean difference).
+    """
+    if kind not in DPO_KINDS:
+        raise ValueError(f"unknown DPO loss kind {kind!r}; expected one of {', '.join(DPO_KINDS)}")
+    if not beta > 0:
+        raise ValueError(f"beta must be > 0, got {beta}")
+    if not 0 <= label_smoothing < 0.5:
+        raise ValueError(f"label_smoothing must lie in [0, 0.5), got {label_smoothing}")
+    if kind == "ipo" and label_smoothing != 0:
+        raise ValueError("label_smoothing applies to the sigmoid DPO loss only; set it to 0 for kind='ipo'")
+    chosen_log_ratio = policy_chosen_logps - ref_chosen_logps  # (B,)
+    rejected_log_ratio = policy_rejected_logps - ref_rejected_logps  # (B,)
+    h = chosen_log_ratio - rejected_log_ratio  # (B,)
+    if kind == "sigmoid":
+        losses = -(1 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
+    else:
+        losses = (h - 1 / (2 * beta)) ** 2
+    chosen_rewards = beta * chosen_log_ratio.detach()  # (B,)
+    rejected_rewards = beta * rejected_log_ratio.detach()  # (B,)
+    return losses, chosen_rewards, rejected_rewards
+
+
+def grpo_policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_eps: float = 0.2,
+    kl_coef: float = 0.04,
+) -> PolicyLossOutput:
+    """GRPO's loss: clipped surrogate plus a k3 KL penalty to the reference, per token; mean per sequence, then over
+    sequences.
+
+    logprobs, old_logprobs, ref_logprobs (B, T); advantages (B,) (one group-normalised value per response, see
+    `alinea.advantages.grpo_advantages`, used at every token) or (B, T); mask (B, T).
+
+    Source: Shao et al. (2024), "DeepSeekMath", eq. 3, as a loss:
+        1/G sum_i 1/|o_i| sum_t [ max(-A_i ratio_t, -A_i clip(ratio_t, 1 - eps, 1 + eps)) + kl_coef * k3_t ],
+        k3_t = pi_ref/pi - log(pi_ref/pi) - 1 (their eq. 4; `kl_penalty(..., "k3")`), beta = kl_coef = 0.04.
+    Reduction, as in the paper: each sequence's tokens are averaged first (the 1/|o_i|), then the sequences, so a
+    short response weighs as much as a long one (and each of its tokens more). Liu et al. (2025, "Understanding
+    R1-Zero-Like Training", Dr. GRPO) point out that this biases length; `ppo_policy_loss` with (B,) advantages gives
+    the token-level mean instead. Sequences without any real token are left out of the mean over sequences.
+    The metrics (clipfrac, approx_kl, ratio_mean, ref_kl) are token-level means over all real tokens.
+    """
+    real = mask.bool()  # (B, T)
+    per_token, was_clipped, ratio, log_ratio = _clipped_surrogate(
+        logprobs, old_logprobs, advantages, real, clip_eps
+    )
+    # padding is replaced before exp() so that NaN/inf there cannot reach the gradient (0 * inf = NaN)
+    ref_kl = kl_penalty(_where_real(logprobs, real), _where_real(ref_logprobs, real), kind="k3")  # (B, T); 0 at padding
+    per_token = per_token + kl_coef * ref_kl  # (B, T)
+    weights = real.to(per_token.dtype)  # (B, T)
+    n_tokens = weights.sum(dim=-1)  # (B,)
+    per_sequence = (per_token * weights).sum(dim=-1) / n_tokens.clamp(min=1)  # (B,)
+    has_tokens = (n_tokens > 0).to(per_token.dtype)  # (B,)
+    loss = (per_sequence * has_tokens).sum() / has_tokens.sum().clamp(min=1)
+    with torch.no_grad():
+        approx_kl = masked_mean(torch.expm1(log_ratio) - log_ratio, real)
+        clipfrac = masked_mean(was_clipped.to(per_token.dtype), real)
+        ratio_mean = masked_mean(ratio, real)
+        mean_ref_kl = masked_mean(ref_kl, real)
+    return PolicyLossOutput(
+        loss=loss, clipfrac=clipfrac, approx_kl=approx_kl, ratio_mean=ratio_mean, ref_kl=mean_ref_kl
+    )

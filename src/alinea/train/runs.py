@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import shutil
@@ -165,12 +166,14 @@ class MetricsLogger:
     def log(self, step: int, split: str, **metrics: float) -> None:
         if not self.enabled:
             return
-        row = {"step": step, "split": split, "time": round(time.time(), 3), **metrics}
+        # NaN / inf are not JSON: written as null (e.g. explained variance of a constant return).
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+        row = {"step": step, "split": split, "time": round(time.time(), 3), **clean}
         self._file.write(json.dumps(row) + "\n")
         self._file.flush()
         if self._tb is not None:
             for name, value in metrics.items():
-                if isinstance(value, int | float):
+                if isinstance(value, int | float) and math.isfinite(value):
                     self._tb.add_scalar(f"{split}/{name}", value, step)
 
     def close(self) -> None:

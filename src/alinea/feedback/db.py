@@ -1,0 +1,181 @@
+"""The database: engine settings per backend, sessions for reading and writing, Alembic migrations.
+
+SQLite (the embedded default) runs in WAL mode so that readers never wait for the writer; every write transaction
+starts with `BEGIN IMMEDIATE`, which takes the database's single write lock at once (a deferred transaction that
+reads first and writes later can fail with "database is locked" when two of them upgrade at the same time), and
+waits up to `busy_timeout` for it. `synchronous` is FULL by default: a commit returns only after the WAL is on disk,
+so an acknowledged judgment survives a SIGKILL of the server and a power cut (NORMAL would survive the SIGKILL
+only). Read-only sessions start a plain deferred transaction and see a consistent snapshot without the lock.
+
+PostgreSQL runs at READ COMMITTED; the assignment code locks the rows it hands out (`FOR UPDATE SKIP LOCKED`) and
+leans on unique constraints as the last guard (see `assignment.py`).
+
+Migrations live in `migrations/` inside the package and are configured here in code (no alembic.ini), so they run
+from an installed package too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from alinea.errors import UserError
+from alinea.feedback.settings import FeedbackSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_READ_ONLY = "alinea_read_only"
+"""Execution option: on SQLite, begin a deferred (snapshot) transaction instead of an immediate (write) one."""
+
+
+def _sqlite_engine(settings: FeedbackSettings) -> Engine:
+    url = make_url(settings.db_url)
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file::memory:"):
+        raise UserError(
+            f"--db {settings.db_url}: an in-memory SQLite database cannot be shared by the server's connections; "
+            "give a file, e.g. sqlite:///feedback.db."
+        )
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(
+        url,
+        connect_args={"timeout": 30.0, "check_same_thread": False},
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+    )
+    synchronous = settings.sqlite_synchronous
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # The driver must not open transactions on its own: we issue BEGIN ourselves in `_on_begin`.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection) -> None:
+        if connection.get_execution_options().get(_READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _postgres_engine(settings: FeedbackSettings) -> Engine:
+    connect_args: dict = {}
+    if settings.db_schema:
+        connect_args["options"] = f"-c search_path={settings.db_schema}"
+    return create_engine(
+        settings.db_url,
+        connect_args=connect_args,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_size,
+        pool_pre_ping=True,
+    )
+
+
+def make_engine(settings: FeedbackSettings) -> Engine:
+    """An engine for `settings.db_url` with the per-backend settings described in the module docstring."""
+    try:
+        backend = make_url(settings.db_url).get_backend_name()
+    except Exception:
+        raise UserError(
+            f"--db {settings.db_url!r} is not a database URL; expected sqlite:///feedback.db or "
+            "postgresql+psycopg://user@host:5432/dbname."
+        ) from None
+    if backend == "sqlite":
+        return _sqlite_engine(settings)
+    if backend == "postgresql":
+        return _postgres_engine(settings)
+    raise UserError(f"--db {settings.db_url}: expected an sqlite:// or postgresql+psycopg:// URL, got {backend}.")
+
+
+class Database:
+    """An engine and its session factories: `write()` for transactions that change data, `read()` for the rest."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.backend = engine.dialect.name
+        self._writer = sessionmaker(engine, expire_on_commit=False)
+        self._reader = sessionmaker(engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings: FeedbackSettings) -> Database:
+        return cls(make_engine(settings))
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in one write transaction: committed when the block ends, rolled back if it raises."""
+        with self._writer() as session, session.begin():
+            yield session
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading (on SQLite it does not take the write lock); never commits."""
+        with self._reader() as session:
+            try:
+                yield session
+            finally:
+                session.rollback()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# migrations
+
+
+def _alembic_config(connection):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def _with_migration_lock(engine: Engine, action) -> None:
+    """Run `action(connection)` in one transaction; on PostgreSQL, one process at a time (advisory lock)."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("SELECT pg_advisory_xact_lock(724137)"))  # any constant shared by our processes
+        action(connection)
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Apply migrations up to `revision` (idempotent: an up-to-date database is left as it is)."""
+    from alembic import command
+
+    _with_migration_lock(engine, lambda c: command.upgrade(_alembic_config(c), revision))
+
+
+def downgrade(engine: Engine, revision: str = "base") -> None:
+    """Undo migrations down to `revision` ("base" drops every table of the app)."""
+    from alembic import command
+
+    _with_migration_lock(engine, lambda c: command.downgrade(_alembic_config(c), revision))
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, None for an empty database."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str:
+    """The newest revision shipped with this version of alinea."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head() or ""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the feedback app's database, configured in code by `alinea.feedback.db`."""

@@ -1,0 +1,641 @@
+"""Online RL on a language model: PPO (with a critic) and the critic-free RLOO and GRPO, one explicit loop.
+
+Each step has named, timed phases (logged as `time_<phase>` seconds):
+
+  generate    sample one answer per episode with the current policy (KV-cached, `alinea.model.generation`)
+  score       the reward mix (reward models, judges, Python functions); missing-EOS penalty (N+ "EOS trick")
+  reference   log-probs of the answers under the frozen reference and under the sampling policy (logits / T)
+  values      the critic's values V(s_t) (PPO only)
+  advantages  PPO: per-token KL penalty + score at the last token, GAE, whitening. RLOO: leave-one-out baseline on
+              the KL-penalised sequence reward. GRPO: group-normalised score.
+  update      `epochs` passes of minibatches: clipped surrogate (+ clipped value loss for PPO, + k3 KL for GRPO)
+
+Sources of each detail are in docs/implementation-details.md and next to the maths in `alinea.losses` and
+`alinea.advantages`.
+
+Metrics (metrics.jsonl, split "train"; what a healthy run looks like):
+- `reward_mean`, `reward_std`: the total score (after the EOS rule); the mean should rise. `reward/<source>`: each
+  source before weighting.
+- `kl`: mean over episodes of sum_t (log pi - log pi_ref) (k1), nats per answer. 0 at step 0; grows slowly; a jump
+  to tens of nats is a blow-up (the run stops past `kl_stop`). `kl_coef`: the penalty's beta (moves when adaptive).
+- `entropy`: mean per-token entropy of the sampling distribution; falls slowly, a collapse to ~0 means mode collapse.
+- `clipfrac`: share of tokens where the ratio was clipped (healthy 0.05-0.3; 0 with one epoch is expected).
+- `approx_kl`: KL between the policy before and after the update (well below 0.1).
+- `policy_loss`; `value_loss`, `value_clipfrac`, `explained_variance` (PPO; rising towards 1).
+- `response_length`: mean answer tokens; drifting to `max_new_tokens` is a warning sign. `eos_rate`: share of
+  answers that ended with a stop token (should stay near 1).
+- `episodes_per_s` and `time_<phase>`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from alinea.advantages import (
+    AdaptiveKLController,
+    FixedKLController,
+    explained_variance,
+    gae,
+    grpo_advantages,
+    per_token_rewards,
+    rloo_advantages,
+    whiten,
+)
+from alinea.config import AlineaConfig, GroupRLConfig, PPOConfig, RLConfig
+from alinea.errors import UserError
+from alinea.losses import grpo_policy_loss, kl_penalty, masked_mean, ppo_policy_loss, ppo_value_loss
+from alinea.model.causal_lm import load_model, load_model_and_tokenizer, save_checkpoint
+from alinea.progress import progress_bar
+from alinea.train.loop import Interrupted, example_indices, resolve_precision
+from alinea.train.rewards import RewardInputs, RewardMix
+from alinea.train.rollout import (
+    PromptSet,
+    Rollout,
+    ValueModel,
+    critic_forward,
+    load_prompts,
+    policy_forward,
+    sample_episodes,
+)
+from alinea.train.runs import MetricsLogger, RunDir
+
+ALGORITHMS = ("ppo", "rloo", "grpo")
+
+
+@dataclass
+class RLResult:
+    run_dir: Path
+    final_dir: Path
+    steps: int
+    metrics: list[dict]  # the logged train metrics, one per logged step
+
+
+class PhaseTimer:
+    """Wall time per named phase of a step."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - start
+
+
+def check_config(algorithm: str, rcfg: RLConfig, world: int = 1) -> None:
+    """Reject impossible settings before anything is loaded."""
+    section = algorithm
+    if not rcfg.policy:
+        raise UserError(f"{section}.policy: expected a checkpoint directory (an SFT run's final/ or a local HF model).")
+    if not rcfg.rewards:
+        raise UserError(f"{section}.rewards: no reward source; give a reward model directory, a judge name or module:function.")
+    if rcfg.batch_size < 1 or rcfg.max_steps < 1 or rcfg.epochs < 1:
+        raise UserError(f"{section}: batch_size, max_steps and epochs must be >= 1.")
+    if rcfg.minibatch_size < 1 or rcfg.batch_size % rcfg.minibatch_size:
+        raise UserError(
+            f"{section}.minibatch_size: {rcfg.minibatch_size} must divide batch_size {rcfg.batch_size}."
+        )
+    if rcfg.kl_estimator not in ("k1", "k2", "k3"):
+        raise UserError(f"{section}.kl_estimator: expected k1, k2 or k3, found {rcfg.kl_estimator!r}.")
+    if rcfg.temperature <= 0:
+        raise UserError(f"{section}.temperature: must be > 0 (the log-probs divide the logits by it).")
+    if isinstance(rcfg, GroupRLConfig):
+        if rcfg.k < 2:
+            raise UserError(f"{section}.k: needs at least 2 answers per prompt, found {rcfg.k}.")
+        if rcfg.batch_size % rcfg.k or rcfg.generation_batch_size % rcfg.k:
+            raise UserError(
+                f"{section}.batch_size ({rcfg.batch_size}) and generation_batch_size ({rcfg.generation_batch_size}) "
+                f"must be multiples of k ({rcfg.k})."
+            )
+    if rcfg.reward_weights and len(rcfg.reward_weights) != len(rcfg.rewards):
+        raise UserError(
+            f"{section}.reward_weights: {len(rcfg.reward_weights)} weights for {len(rcfg.rewards)} reward sources."
+        )
+
+
+class PolicyGradientTrainer:
+    """Everything one RL run holds: models, optimizers, prompts, rewards, KL controller; `step()` runs one step."""
+
+    def __init__(self, algorithm: str, cfg: AlineaConfig, *, accelerator=None) -> None:
+        from accelerate import Accelerator
+
+        if algorithm not in ALGORITHMS:
+            raise UserError(f"unknown RL algorithm {algorithm!r}; expected one of {', '.join(ALGORITHMS)}.")
+        self.algorithm = algorithm
+        self.cfg = cfg
+        self.rcfg: RLConfig = getattr(cfg, algorithm)
+        rcfg = self.rcfg
+        self.precision = resolve_precision(rcfg.precision)
+        self.acc = accelerator or Accelerator(
+            mixed_precision="bf16" if self.precision == "bf16" else "no", cpu=not torch.cuda.is_available()
+        )
+        check_config(algorithm, rcfg, self.acc.num_processes)
+        torch.manual_seed(rcfg.seed)
+
+        policy, self.tokenizer = load_model_and_tokenizer(rcfg.policy)
+        self.rewards = RewardMix.from_config(rcfg.rewards, rcfg.reward_weights, device=self.acc.device)
+        self.rewards.check_tokenizer(self.tokenizer)
+        self.prompts: PromptSet = load_prompts(rcfg.prompts, self.tokenizer, max_prompt_len=rcfg.max_prompt_len)
+        self.rewards.check(self.prompts.texts)
+        context = getattr(policy.config, "max_position_embeddings", None)
+        if context and rcfg.max_prompt_len + rcfg.max_new_tokens > context:
+            raise UserError(
+                f"{algorithm}: max_prompt_len + max_new_tokens = {rcfg.max_prompt_len + rcfg.max_new_tokens} exceeds "
+                f"the model's context of {context} tokens; lower one of them."
+            )
+        _disable_dropout(policy)
+        if rcfg.lora:
+            policy = _add_lora(policy, rcfg)
+            self.reference = None  # the policy with its adapters disabled is the reference
+        else:
+            self.reference = load_model(rcfg.reference) if rcfg.reference else copy.deepcopy(policy)
+            _disable_dropout(self.reference)
+            self.reference.requires_grad_(False).eval().to(self.acc.device)
+        if self.reference is not None and self.reference.config.vocab_size != policy.config.vocab_size:
+            raise UserError(f"{algorithm}.reference: its vocabulary differs from the policy's.")
+
+        params = [p for p in policy.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=rcfg.lr, eps=rcfg.adam_eps, weight_decay=rcfg.weight_decay)
+        self.value_model = None
+        self.critic_optimizer = None
+        if isinstance(rcfg, PPOConfig):
+            critic = _build_critic(rcfg, self.rewards, seed=rcfg.seed)
+            _disable_dropout(critic)
+            value_model = ValueModel(critic)
+            self.critic_optimizer = torch.optim.AdamW(
+                [p for p in value_model.parameters() if p.requires_grad], lr=rcfg.critic_lr, eps=rcfg.adam_eps,
+                weight_decay=rcfg.weight_decay,
+            )
+            self.value_model, self.critic_optimizer = self.acc.prepare(value_model, self.critic_optimizer)
+        self.policy, self.optimizer = self.acc.prepare(policy, self.optimizer)
+        self.kl_ctl = (
+            AdaptiveKLController(rcfg.kl_coef, rcfg.kl_target, rcfg.kl_horizon)
+            if rcfg.adaptive_kl else FixedKLController(rcfg.kl_coef)
+        )
+        self.ptx = _load_ptx(rcfg, self.tokenizer) if isinstance(rcfg, PPOConfig) and rcfg.ptx_coef > 0 else None
+
+    # -- models ------------------------------------------------------------------------------------------------
+
+    @property
+    def unwrapped_policy(self):
+        return self.acc.unwrap_model(self.policy)
+
+    @property
+    def world(self) -> int:
+        return self.acc.num_processes
+
+    def reference_context(self):
+        """The reference model: a frozen copy, or the LoRA policy with its adapters switched off."""
+        if self.reference is not None:
+            return contextlib.nullcontext(self.reference)
+        policy = self.unwrapped_policy
+
+        @contextlib.contextmanager
+        def disabled():
+            with policy.disable_adapter():
+                yield policy
+
+        return disabled()
+
+    # -- one step ----------------------------------------------------------------------------------------------
+
+    def episode_indices(self, step: int) -> list[int]:
+        """This process's prompt indices at `step`: a pure function of (seed, step) over all processes."""
+        rcfg = self.rcfg
+        k = rcfg.k if isinstance(rcfg, GroupRLConfig) else 1
+        per_process = rcfg.batch_size // k
+        prompts = example_indices(
+            step, 0, n_examples=len(self.prompts), global_batch=per_process * self.world, grad_accum=1, seed=rcfg.seed
+        )
+        mine = prompts[self.acc.process_index * per_process : (self.acc.process_index + 1) * per_process]
+        return [i for i in mine for _ in range(k)]
+
+    def collect(self, step: int, timer: PhaseTimer) -> Rollout:
+        """Phases generate, score, reference and values."""
+        rcfg = self.rcfg
+        with timer("generate"):
+            rollout = sample_episodes(
+                self.unwrapped_policy, self.tokenizer, self.prompts, self.episode_indices(step),
+                max_new_tokens=rcfg.max_new_tokens, temperature=rcfg.temperature, top_p=rcfg.top_p,
+                seed=_step_seed(rcfg.seed, step) + self.acc.process_index * rcfg.batch_size,
+                chunk_size=rcfg.generation_batch_size,
+            )
+        with timer("score"):
+            total, components = self.rewards.score(
+                RewardInputs(prompts=rollout.prompt_texts, responses=rollout.response_texts, sequences=rollout.sequences())
+            )
+            if rcfg.penalise_missing_eos:
+                total = torch.where(rollout.finished, total, torch.full_like(total, rcfg.missing_eos_penalty))
+            rollout.scores = total
+            rollout.components = components
+        with timer("reference"), torch.no_grad():
+            self.policy.eval()
+            with self.acc.autocast():
+                rollout.logprobs, self._entropy = policy_forward(
+                    self.policy, rollout, temperature=rcfg.temperature, with_entropy=True
+                )
+                with self.reference_context() as reference:
+                    rollout.ref_logprobs, _ = policy_forward(reference, rollout, temperature=rcfg.temperature)
+            rollout.logprobs, rollout.ref_logprobs = rollout.logprobs.float().cpu(), rollout.ref_logprobs.float().cpu()
+        if self.value_model is not None:
+            with timer("values"), torch.no_grad(), self.acc.autocast():
+                self.value_model.eval()
+                rollout.values = critic_forward(self.value_model, rollout).float().cpu()
+        return rollout
+
+    def compute_advantages(self, rollout: Rollout, timer: PhaseTimer) -> dict[str, float]:
+        rcfg = self.rcfg
+        mask = rollout.response_mask.float()
+        with timer("advantages"):
+            kl_tokens = kl_penalty(rollout.logprobs, rollout.ref_logprobs, kind=rcfg.kl_estimator) * mask
+            seq_kl = kl_tokens.sum(-1)  # (B,)
+            k1 = ((rollout.logprobs - rollout.ref_logprobs) * mask).sum(-1)
+            if isinstance(rcfg, PPOConfig):
+                rewards = per_token_rewards(rollout.scores, kl_tokens, mask, kl_coef=self.kl_ctl.value)
+                if rcfg.whiten_rewards:
+                    rewards = whiten(rewards, mask, shift_mean=False)
+                advantages, returns = gae(rewards, rollout.values, mask, gamma=rcfg.gamma, lam=rcfg.lam)
+                if rcfg.whiten_advantages:
+                    advantages = self._global_whiten(advantages, mask)
+                rollout.advantages, rollout.returns = advantages, returns
+            elif self.algorithm == "rloo":
+                penalised = rollout.scores - self.kl_ctl.value * seq_kl  # KL folded into the reward (RLOO)
+                rollout.advantages = rloo_advantages(penalised.view(-1, rcfg.k)).flatten()
+            else:
+                rollout.advantages = grpo_advantages(rollout.scores.view(-1, rcfg.k), scale=rcfg.grpo_scale).flatten()
+        return {"kl": float(k1.mean()), "kl_penalty": float(seq_kl.mean())}
+
+    def _global_whiten(self, advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Whitening over the episodes of all processes (the same numbers as one process with the whole batch)."""
+        if self.world == 1:
+            return whiten(advantages, mask)
+        stats = torch.stack([(advantages * mask).sum(), (advantages**2 * mask).sum(), mask.sum()]).to(self.acc.device)
+        stats = self.acc.reduce(stats, reduction="sum").cpu()
+        mean = stats[0] / stats[2]
+        var = (stats[1] / stats[2] - mean**2) * stats[2] / (stats[2] - 1).clamp(min=1)
+        return (advantages - mean) * torch.rsqrt(var + 1e-8) * mask
+
+    def update(self, rollout: Rollout, step: int, timer: PhaseTimer) -> dict[str, float]:
+        """`epochs` passes of shuffled minibatches; returns the mean of each update metric."""
+        rcfg = self.rcfg
+        acc = self.acc
+        sums: dict[str, float] = {}
+        count = 0
+        lr_factor = min(1.0, (step + 1) / rcfg.warmup_steps) if rcfg.warmup_steps else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = rcfg.lr * lr_factor
+        with timer("update"):
+            self.policy.train()
+            if self.value_model is not None:
+                self.value_model.train()
+            n = len(rollout)
+            for epoch in range(rcfg.epochs):
+                order = torch.randperm(n, generator=torch.Generator().manual_seed(_step_seed(rcfg.seed, step) + epoch))
+                for start in range(0, n, rcfg.minibatch_size):
+                    rows = order[start : start + rcfg.minibatch_size]
+                    batch = rollout.select(rows)
+                    metrics = self._minibatch_loss(batch)
+                    loss = metrics.pop("_loss")
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLoss(float(loss.detach()), epoch, start // rcfg.minibatch_size)
+                    acc.backward(loss)
+                    if rcfg.grad_clip > 0:
+                        acc.clip_grad_norm_(self.policy.parameters(), rcfg.grad_clip)
+                        if self.value_model is not None:
+                            acc.clip_grad_norm_(self.value_model.parameters(), rcfg.grad_clip)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    if self.critic_optimizer is not None:
+                        self.critic_optimizer.step()
+                        self.critic_optimizer.zero_grad(set_to_none=True)
+                    for key, value in metrics.items():
+                        sums[key] = sums.get(key, 0.0) + value
+                    count += 1
+        return {key: value / count for key, value in sums.items()}
+
+    def _minibatch_loss(self, batch: Rollout) -> dict:
+        rcfg = self.rcfg
+        device = self.acc.device
+        mask = batch.response_mask.float().to(device)
+        old = batch.logprobs.to(device)
+        with self.acc.autocast():
+            logprobs, _ = policy_forward(self.policy, batch, temperature=rcfg.temperature)
+        logprobs = logprobs.float()
+        out: dict = {}
+        if isinstance(rcfg, PPOConfig):
+            pg = ppo_policy_loss(logprobs, old, batch.advantages.to(device), mask, clip_eps=rcfg.clip_eps)
+            with self.acc.autocast():
+                values = critic_forward(self.value_model, batch).float()
+            value_loss, value_clipfrac = ppo_value_loss(
+                values, batch.values.to(device), batch.returns.to(device), mask, clip_eps=rcfg.value_clip_eps
+            )
+            loss = pg.loss + rcfg.vf_coef * value_loss
+            out.update(value_loss=float(value_loss.detach()), value_clipfrac=float(value_clipfrac))
+            if self.ptx is not None:
+                ptx_loss = self._ptx_loss()
+                loss = loss + rcfg.ptx_coef * ptx_loss
+                out["ptx_loss"] = float(ptx_loss)
+        elif self.algorithm == "rloo":
+            advantages = batch.advantages.to(device).unsqueeze(-1).expand_as(logprobs)
+            pg = ppo_policy_loss(logprobs, old, advantages, mask, clip_eps=rcfg.clip_eps)
+            loss = pg.loss
+        else:
+            pg = grpo_policy_loss(
+                logprobs, old, batch.ref_logprobs.to(device), batch.advantages.to(device), mask,
+                clip_eps=rcfg.clip_eps, kl_coef=self.kl_ctl.value,
+            )
+            loss = pg.loss
+        if self.world > 1 and self.algorithm != "grpo":
+            # Token means over all processes' tokens (not a mean of per-process means): DDP averages gradients over
+            # processes, so each process's loss is scaled by its share of the minibatch's tokens.
+            local_tokens = mask.sum()
+            all_tokens = self.acc.reduce(local_tokens.detach().clone(), reduction="sum")
+            loss = loss * local_tokens * self.world / all_tokens.clamp(min=1)
+        out.update(
+            policy_loss=float(pg.loss.detach()), clipfrac=float(pg.clipfrac), approx_kl=float(pg.approx_kl),
+            ratio_mean=float(pg.ratio_mean),
+        )
+        out["_loss"] = loss
+        return out
+
+    def _ptx_loss(self) -> torch.Tensor:
+        ids = self.ptx[torch.randint(len(self.ptx), (self.rcfg.ptx_batch_size,), generator=self._ptx_generator)]
+        ids = ids.to(self.acc.device)
+        with self.acc.autocast():
+            out = self.policy(input_ids=ids, labels=ids, use_cache=False)
+        return out.loss.float()
+
+    def step_metrics(self, rollout: Rollout, adv_metrics: dict, update_metrics: dict) -> dict[str, float]:
+        mask = rollout.response_mask.float()
+        local = {
+            "reward_mean": float(rollout.scores.mean()),
+            "reward_std": float(rollout.scores.std(unbiased=False)),
+            "entropy": float(masked_mean(self._entropy.float().cpu(), mask)),
+            "response_length": float(mask.sum(-1).mean()),
+            "eos_rate": float(rollout.finished.float().mean()),
+            **{f"reward/{name}": float(values.mean()) for name, values in rollout.components.items()},
+            **adv_metrics,
+            **update_metrics,
+        }
+        if rollout.values is not None:
+            local["explained_variance"] = explained_variance(rollout.values, rollout.returns, mask)
+            local["value_mean"] = float(masked_mean(rollout.values, mask))
+        if self.world > 1:
+            keys = sorted(local)
+            values = torch.tensor([local[k] for k in keys], dtype=torch.float64, device=self.acc.device)
+            values = self.acc.reduce(values, reduction="mean").cpu().tolist()
+            local = dict(zip(keys, values, strict=True))
+        local["kl_coef"] = self.kl_ctl.value
+        return local
+
+    # -- state -------------------------------------------------------------------------------------------------
+
+    def state(self, step: int) -> dict:
+        trainable = {k: v.detach().cpu().clone() for k, v in self.unwrapped_policy.named_parameters() if v.requires_grad}
+        state = {
+            "step": step,
+            "policy": trainable,
+            "optimizer": self.optimizer.state_dict(),
+            "kl_ctl": self.kl_ctl.state_dict(),
+        }
+        if self.value_model is not None:
+            critic = self.acc.unwrap_model(self.value_model)
+            state["critic"] = {k: v.detach().cpu().clone() for k, v in critic.named_parameters() if v.requires_grad}
+            state["critic_optimizer"] = self.critic_optimizer.state_dict()
+        return state
+
+    def load_state(self, state: dict) -> int:
+        _copy_params(self.unwrapped_policy, state["policy"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.kl_ctl.load_state_dict(state["kl_ctl"])
+        if self.value_model is not None:
+            _copy_params(self.acc.unwrap_model(self.value_model), state["critic"])
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        return int(state["step"])
+
+    def save_policy(self, out_dir: Path) -> None:
+        policy = self.unwrapped_policy
+        if self.rcfg.lora:
+            merged = copy.deepcopy(policy).merge_and_unload()
+            save_checkpoint(merged, self.tokenizer, out_dir)
+            policy.save_pretrained(str(out_dir / "adapter"))
+        else:
+            save_checkpoint(policy, self.tokenizer, out_dir)
+
+    def save_critic(self, out_dir: Path) -> None:
+        if self.value_model is None:
+            return
+        critic = self.acc.unwrap_model(self.value_model).critic
+        out_dir.mkdir(parents=True, exist_ok=True)
+        critic.save_pretrained(str(out_dir))
+        self.tokenizer.save_pretrained(str(out_dir))
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, value: float, epoch: int, minibatch: int) -> None:
+        super().__init__(f"loss {value} in epoch {epoch + 1}, minibatch {minibatch + 1}")
+        self.value, self.epoch, self.minibatch = value, epoch, minibatch
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7_919) % (2**31)
+
+
+def _copy_params(module: torch.nn.Module, values: dict) -> None:
+    params = dict(module.named_parameters())
+    unknown = [k for k in values if k not in params]
+    if unknown:
+        raise UserError(f"checkpoint does not match the model: unknown parameters {unknown[:3]}")
+    with torch.no_grad():
+        for name, value in values.items():
+            params[name].copy_(value)
+
+
+def _disable_dropout(model: torch.nn.Module) -> None:
+    """Dropout off everywhere (N+ detail: log-probs of rollout and update must come from the same function)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    config = getattr(model, "config", None)
+    if config is not None:
+        for name, value in list(config.to_dict().items()):
+            if isinstance(value, float) and ("dropout" in name or name.endswith("pdrop")):
+                setattr(config, name, 0.0)
+
+
+def _add_lora(model, rcfg: RLConfig, task_type: str = "CAUSAL_LM", modules_to_save=None):
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=rcfg.lora_r, lora_alpha=rcfg.lora_alpha, lora_dropout=0.0, target_modules=list(rcfg.lora_targets),
+        task_type=task_type, modules_to_save=modules_to_save,
+    )
+    return get_peft_model(model, lora)
+
+
+def _build_critic(rcfg: PPOConfig, rewards: RewardMix, *, seed: int):
+    """The critic, separate from the policy (N+): from `critic`, else the first reward model, else the policy."""
+    from alinea.model.reward import build_reward_model
+
+    source = rcfg.critic
+    if not source:
+        models = rewards.reward_models()
+        source = models[0].path if models else rcfg.policy
+    path = Path(source)
+    if (path / "final").is_dir() and not (path / "config.json").is_file():
+        path = path / "final"
+    critic, tokenizer = build_reward_model(path, ensemble=1, seed=seed)
+    if rcfg.lora:
+        critic = _add_lora(critic, rcfg, task_type="SEQ_CLS", modules_to_save=["score"])
+    return critic
+
+
+def _load_ptx(rcfg: PPOConfig, tokenizer) -> torch.Tensor:
+    """Packed pretraining sequences for PPO-ptx (InstructGPT eq. 2)."""
+    from alinea.data.corpus import pack_documents, read_documents
+
+    if not rcfg.ptx_data:
+        raise UserError("ppo.ptx_data: PPO-ptx (ptx_coef > 0) needs a text corpus.")
+    documents = read_documents(rcfg.ptx_data)
+    seq_len = min(128, rcfg.max_prompt_len + rcfg.max_new_tokens)
+    packed = pack_documents(documents, tokenizer, seq_len)
+    if len(packed) == 0:
+        raise UserError(f"{rcfg.ptx_data}: no text to pack for PPO-ptx.")
+    return torch.as_tensor(packed, dtype=torch.long)
+
+
+def run(
+    algorithm: str,
+    cfg: AlineaConfig,
+    *,
+    resume: str | Path | None = None,
+    out: str | Path | None = None,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> RLResult:
+    """Train `cfg.<algorithm>.policy` with PPO, RLOO or GRPO; with `resume`, continue that run directory."""
+    if resume:
+        cfg = RunDir.open(resume, stage=algorithm).config()
+    trainer = PolicyGradientTrainer(algorithm, cfg)
+    if trainer.ptx is not None:
+        trainer._ptx_generator = torch.Generator().manual_seed(trainer.rcfg.seed)
+    return train(trainer, resume=resume, out=out, on_step=on_step)
+
+
+def train(trainer: PolicyGradientTrainer, *, resume=None, out=None, on_step=None) -> RLResult:
+    from alinea.train.loop import _broadcast_run
+
+    algorithm, cfg, rcfg, acc = trainer.algorithm, trainer.cfg, trainer.rcfg, trainer.acc
+    if resume:
+        run_dir = RunDir.open(resume, stage=algorithm)
+    elif acc.is_main_process:
+        meta = {
+            "precision": trainer.precision, "processes": trainer.world, "device": str(acc.device),
+            "prompts": len(trainer.prompts), "prompts_cut": trainer.prompts.cut, "reward_sources": trainer.rewards.names,
+        }
+        run_dir = RunDir.create(algorithm, cfg, runs_dir=rcfg.runs_dir, seed=rcfg.seed, extra=meta, path=out)
+    else:
+        run_dir = None
+    run_dir = _broadcast_run(acc, run_dir)
+    start = 0
+    if resume:
+        checkpoint = run_dir.latest_checkpoint()
+        if checkpoint is not None:
+            start = trainer.load_state(torch.load(checkpoint / "trainer_state.pt", map_location="cpu", weights_only=False))
+        if acc.is_main_process:
+            run_dir.truncate_metrics(start)
+        if start >= rcfg.max_steps and run_dir.final_dir.is_dir():
+            acc.print(f"{run_dir.path}: already finished ({start} steps).")
+            return RLResult(run_dir.path, run_dir.final_dir, start, run_dir.read_metrics("train"))
+    logger = MetricsLogger(run_dir, enabled=acc.is_main_process)
+
+    def write_checkpoint(step: int) -> None:
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            target = run_dir.checkpoint_dir(step)
+            trainer.save_policy(target)
+            trainer.save_critic(target / "critic")
+            tmp = target / "trainer_state.pt.tmp"
+            torch.save(trainer.state(step), tmp)
+            tmp.rename(target / "trainer_state.pt")
+            run_dir.prune_checkpoints(keep=2)
+        acc.wait_for_everyone()
+
+    step = start
+    mid_step = False  # a Ctrl-C inside a step leaves a half-updated policy: no checkpoint of it
+    try:
+        with progress_bar(algorithm, rcfg.max_steps, rate_unit="ep", completed=start) as bar:
+            while step < rcfg.max_steps:
+                mid_step = True
+                timer = PhaseTimer()
+                started = time.perf_counter()
+                rollout = trainer.collect(step, timer)
+                adv_metrics = trainer.compute_advantages(rollout, timer)
+                try:
+                    update_metrics = trainer.update(rollout, step, timer)
+                except NonFiniteLoss as err:
+                    last = run_dir.latest_checkpoint()
+                    raise UserError(
+                        f"{algorithm}: non-finite {err} of step {step + 1}. Nothing was saved from this step; the last "
+                        f"good checkpoint is {last if last else 'none (no checkpoint yet)'}. Lower {algorithm}.lr "
+                        f"(now {rcfg.lr}) and resume with --resume {run_dir.path}."
+                    ) from None
+                metrics = trainer.step_metrics(rollout, adv_metrics, update_metrics)
+                trainer.kl_ctl.update(metrics["kl"], len(rollout) * trainer.world)
+                elapsed = time.perf_counter() - started
+                metrics["episodes_per_s"] = len(rollout) * trainer.world / max(elapsed, 1e-9)
+                metrics.update({f"time_{phase}": round(sec, 4) for phase, sec in timer.seconds.items()})
+                step += 1
+                mid_step = False
+                if step % max(1, rcfg.log_every) == 0 or step == rcfg.max_steps:
+                    logger.log(step, "train", **metrics)
+                bar.advance(1, rate_count=len(rollout) * trainer.world,
+                            info=f"reward {metrics['reward_mean']:.3f} kl {metrics['kl']:.2f}")
+                if on_step is not None:
+                    on_step(step, metrics)
+                if rcfg.kl_stop and metrics["kl"] > rcfg.kl_stop:
+                    last = run_dir.latest_checkpoint()
+                    raise UserError(
+                        f"{algorithm}: KL to the reference reached {metrics['kl']:.1f} nats at step {step} (kl_stop "
+                        f"{rcfg.kl_stop}): the policy is running away. The last good checkpoint is "
+                        f"{last if last else 'none'}; raise {algorithm}.kl_coef (now {trainer.kl_ctl.value:.3g}) or "
+                        f"lower {algorithm}.lr."
+                    )
+                if (rcfg.save_every and step % rcfg.save_every == 0) or step == rcfg.max_steps:
+                    write_checkpoint(step)
+    except KeyboardInterrupt:
+        if step > start and not mid_step:
+            write_checkpoint(step)
+        logger.close()
+        last = run_dir.latest_checkpoint()
+        raise Interrupted(
+            f"{algorithm}: interrupted at step {step}; the last checkpoint is {last if last else 'none'}. Continue "
+            f"with `alinea {algorithm} --resume {run_dir.path}`."
+        ) from None
+    except UserError:
+        logger.close()
+        raise
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        trainer.save_policy(run_dir.final_dir)
+        trainer.save_critic(run_dir.path / "critic")
+    acc.wait_for_everyone()
+    logger.close()
+    return RLResult(run_dir.path, run_dir.final_dir, step, run_dir.read_metrics("train"))
+
+
+def mean_reward(metrics: list[dict], first: int | None = None, last: int | None = None) -> float:
+    """Mean of `reward_mean` over logged steps (a slice), for tests and reports."""
+    rows = metrics[first:last] if (first is not None or last is not None) else metrics
+    return sum(r["reward_mean"] for r in rows) / max(1, len(rows))
+
+

@@ -1,0 +1,196 @@
+"""Reward sources for the RL stages: reward models, judges and Python functions, mixed with weights.
+
+The guide this project follows asks to mix human-learned rewards with automated signals. A source is one of
+
+- a **reward model directory** (an `alinea reward train` run or its `final/`): scored on the policy's own token ids,
+  so its tokenizer must be the policy's (checked before training starts);
+- a **judge name** from `alinea.judges` (e.g. `sentiment`, `language_consistency`);
+- a **Python function** `package.module:function` with the batched signature
+  `fn(prompts: list[str], responses: list[str]) -> list[float]` (higher is better).
+
+`RewardMix.score(...)` returns the weighted total and every component, so each is logged separately. A function that
+raises, returns the wrong number of values, or returns NaN/inf is a `UserError` naming the source: caught on a probe
+batch before training (`RewardMix.check`) or, later, at the step where it happens.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from alinea.errors import UserError
+
+RewardFn = Callable[[list[str], list[str]], Sequence[float]]
+
+
+@dataclass
+class RewardInputs:
+    """What a reward source may read about a batch of episodes."""
+
+    prompts: list[str]  # the user's prompt text (last user turn), as written
+    responses: list[str]  # the decoded answer, special tokens removed
+    sequences: list[list[int]] | None = None  # chat-formatted prompt + answer token ids, ending at the stop token
+
+
+class RewardModelSource:
+    """A trained alinea reward model, read at the answer's stop token, normalised as stored in its config."""
+
+    kind = "reward_model"
+
+    def __init__(self, path: str | Path, *, batch_size: int = 32, device: str | torch.device = "cpu") -> None:
+        from alinea.model.reward import load_reward_model, normalisation_of
+
+        self.path = str(path)
+        self.model, self.tokenizer = load_reward_model(path)
+        self.model.to(device)
+        self.norm = normalisation_of(self.model)
+        self.batch_size = batch_size
+        self.name = f"rm:{Path(path).name if Path(path).name != 'final' else Path(path).parent.name}"
+
+    def check_tokenizer(self, policy_tokenizer) -> None:
+        if self.tokenizer.get_vocab() != policy_tokenizer.get_vocab():
+            raise UserError(
+                f"reward model {self.path}: its tokenizer differs from the policy's (vocabulary sizes "
+                f"{len(self.tokenizer)} vs {len(policy_tokenizer)}); train the reward model from the policy's "
+                "checkpoint family, or use a judge or Python reward instead."
+            )
+
+    @torch.no_grad()
+    def __call__(self, inputs: RewardInputs) -> list[float]:
+        if inputs.sequences is None:
+            raise UserError(f"{self.name}: needs token sequences (internal error: none were passed)")
+        pad = self.tokenizer.pad_token_id
+        device = next(self.model.parameters()).device
+        scores: list[float] = []
+        for start in range(0, len(inputs.sequences), self.batch_size):
+            chunk = inputs.sequences[start : start + self.batch_size]
+            width = max(len(s) for s in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, seq in enumerate(chunk):  # right padding: the model reads the last real token
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
+            raw = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            scores.extend(self.norm.apply(raw).mean(dim=-1).tolist())  # ensemble: mean over heads
+        return scores
+
+
+class FunctionSource:
+    """A batched Python reward function (a judge or `module:function`)."""
+
+    kind = "function"
+
+    def __init__(self, name: str, fn: RewardFn) -> None:
+        self.name = name
+        self.fn = fn
+
+    def __call__(self, inputs: RewardInputs) -> list[float]:
+        try:
+            values = self.fn(list(inputs.prompts), list(inputs.responses))
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure of user code is reported with its source
+            raise UserError(f"reward function {self.name} raised {type(err).__name__}: {err}") from err
+        try:
+            values = [float(v) for v in values]
+        except (TypeError, ValueError) as err:
+            raise UserError(f"reward function {self.name}: expected a list of numbers, got {type(values).__name__}") from err
+        if len(values) != len(inputs.responses):
+            raise UserError(
+                f"reward function {self.name}: returned {len(values)} values for {len(inputs.responses)} responses"
+            )
+        return values
+
+
+def resolve_source(spec: str, *, device: str | torch.device = "cpu") -> RewardModelSource | FunctionSource:
+    """A reward source from its spec: a directory, a judge name, or `module:function`."""
+    spec = spec.strip()
+    if not spec:
+        raise UserError("rewards: an empty reward source; give a reward model directory, a judge name or module:function.")
+    path = Path(spec)
+    if path.is_dir():
+        return RewardModelSource(path, device=device)
+    if ":" in spec and not path.exists():
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise UserError(f"reward source {spec!r}: cannot import module {module_name!r} ({err}).") from None
+        fn = getattr(module, attr, None)
+        if not callable(fn):
+            raise UserError(f"reward source {spec!r}: module {module_name!r} has no function {attr!r}.")
+        return FunctionSource(spec, fn)
+    judges = _judges()
+    if spec in judges:
+        return FunctionSource(spec, judges[spec])
+    known = ", ".join(sorted(judges)) or "(none installed)"
+    raise UserError(
+        f"reward source {spec!r}: not a directory, not module:function, and not a judge name (judges: {known})."
+    )
+
+
+def _judges() -> dict[str, RewardFn]:
+    try:
+        from alinea.judges import JUDGES
+    except ImportError:
+        return {}
+    return dict(JUDGES)
+
+
+class RewardMix:
+    """A weighted sum of reward sources; `score` returns the total and each component."""
+
+    def __init__(self, sources: list, weights: list[float]) -> None:
+        if not sources:
+            raise UserError("rewards: no reward source given; set rewards = [...] (a reward model directory, a judge, or module:function).")
+        if len(weights) != len(sources):
+            raise UserError(f"reward_weights: {len(weights)} weights for {len(sources)} reward sources.")
+        self.sources = sources
+        self.weights = [float(w) for w in weights]
+        names = [s.name for s in sources]
+        self.names = [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
+
+    @classmethod
+    def from_config(cls, specs: Sequence[str], weights: Sequence[float], *, device="cpu") -> RewardMix:
+        sources = [resolve_source(s, device=device) for s in specs]
+        return cls(sources, list(weights) if weights else [1.0] * len(sources))
+
+    def check_tokenizer(self, tokenizer) -> None:
+        for source in self.sources:
+            if isinstance(source, RewardModelSource):
+                source.check_tokenizer(tokenizer)
+
+    def reward_models(self) -> list[RewardModelSource]:
+        return [s for s in self.sources if isinstance(s, RewardModelSource)]
+
+    def score(self, inputs: RewardInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(total (batch,), {component name: (batch,)}); a non-finite value is a `UserError` naming its source."""
+        components: dict[str, torch.Tensor] = {}
+        total = torch.zeros(len(inputs.responses))
+        for name, source, weight in zip(self.names, self.sources, self.weights, strict=True):
+            values = torch.tensor(source(inputs), dtype=torch.float32)
+            bad = (~torch.isfinite(values)).nonzero().flatten().tolist()
+            if bad:
+                example = inputs.responses[bad[0]][:80]
+                raise UserError(
+                    f"reward source {name}: {len(bad)} non-finite value(s) (first at episode {bad[0]}, answer "
+                    f"{example!r}); fix the function or drop it from rewards."
+                )
+            components[name] = values
+            total += weight * values
+        return total, components
+
+    def check(self, prompts: list[str]) -> None:
+        """Score a probe batch (each prompt with a short answer) so a broken source fails before training."""
+        probe = prompts[: min(4, len(prompts))]
+        inputs = RewardInputs(prompts=probe, responses=["ok"] * len(probe), sequences=None)
+        for name, source in zip(self.names, self.sources, strict=True):
+            if isinstance(source, FunctionSource):
+                values = source(inputs)
+                if not all(math.isfinite(v) for v in values):
+                    raise UserError(f"reward source {name}: returned a non-finite value on a probe batch.")

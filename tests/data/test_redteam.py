@@ -1,0 +1,52 @@
+"""The embedded red-team prompt set: valid prompt records, both kinds in every language, seeded, in the right language."""
+
+import json
+from collections import Counter
+
+from alinea.data.records import Prompt, parse_record
+from alinea.data.redteam import KINDS, LANGUAGES, categories, generate_redteam_prompts, write_redteam_prompts
+from alinea.judges import identify_language
+
+
+def test_default_set_shape():
+    records = generate_redteam_prompts()
+    assert len(records) == 80
+    counts = Counter((r["tags"][0], r["language"]) for r in records)
+    assert counts == {(kind, lang): 10 for kind in KINDS for lang in LANGUAGES}
+    assert len({r["id"] for r in records}) == 80 and len({r["prompt"] for r in records}) == 80
+    for record in records:
+        parsed = parse_record(record)
+        assert isinstance(parsed, Prompt)
+        kind, category, lang = parsed.tags
+        assert kind in KINDS and lang == f"lang:{parsed.language}"
+        assert category.removeprefix("category:") in categories(kind)
+        assert "{" not in parsed.prompt  # every slot filled
+
+
+def test_every_prompt_is_identified_in_its_own_language():
+    records = generate_redteam_prompts(0, variants=3)
+    wrong = [(r["language"], r["prompt"]) for r in records if identify_language(r["prompt"]).language != r["language"]]
+    assert wrong == []
+
+
+def test_seeded_and_variants():
+    assert generate_redteam_prompts(5) == generate_redteam_prompts(5)
+    assert generate_redteam_prompts(0) != generate_redteam_prompts(1)
+    more = generate_redteam_prompts(0, variants=3)
+    assert 80 < len(more) <= 240
+    assert len({r["prompt"] for r in more}) == len(more)  # repeats dropped
+    only_mg = generate_redteam_prompts(0, languages=("mg",))
+    assert {r["language"] for r in only_mg} == {"mg"} and len(only_mg) == 20
+
+
+def test_benign_prompts_sound_dangerous():
+    english = [r["prompt"] for r in generate_redteam_prompts() if r["language"] == "en" and r["tags"][0] == "benign"]
+    assert any("kill a Python process" in p for p in english)
+    assert sum(any(w in p.lower() for w in ("kill", "shoot", "execute", "attack", "blow up", "crack")) for p in english) >= 6
+
+
+def test_write(tmp_path):
+    path = tmp_path / "sub" / "redteam.jsonl"
+    assert write_redteam_prompts(path, seed=0) == 80
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert rows == generate_redteam_prompts(0)
