@@ -180,8 +180,8 @@ def test_bad_reward_sources_fail_before_training(reward, message, rl_policy_dir,
 def test_reward_model_with_another_tokenizer_is_refused(rl_policy_dir, demo_data, tmp_path):
     from alinea.data.corpus import read_documents
     from alinea.model.causal_lm import build_model_for_tokenizer, save_checkpoint
-    from alinea.model.reward import build_reward_model, set_normalisation, Normalisation
-    from alinea.model.tokenizer import train_tokenizer, wrap_tokenizer  # noqa: F401
+    from alinea.model.reward import Normalisation, build_reward_model, set_normalisation
+    from alinea.model.tokenizer import train_tokenizer
 
     other_tok = train_tokenizer(read_documents(demo_data["corpus"])[:200], vocab_size=400)
     base = build_model_for_tokenizer(load_config(None, ["model.hidden_size=32", "model.num_layers=1",
