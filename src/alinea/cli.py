@@ -651,10 +651,10 @@ def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
 
 def _register_area_commands() -> None:
     """Commands defined in `alinea.commands.*` (feedback app, RL, judges) join the groups above."""
-    from alinea.commands import bench_rl, feedback, judges, rl, sampling
+    from alinea.commands import bench_rl, feedback, judges, loop, report, rl, sampling
 
     apps = {"root": app, "bench": bench_app, "eval": eval_app, "data": data_app, "reward": reward_app}
-    for area in (feedback, rl, judges, sampling, bench_rl):
+    for area in (feedback, rl, judges, sampling, bench_rl, loop, report):
         area.register(apps)
 
 
