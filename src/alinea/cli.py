@@ -620,7 +620,10 @@ def config_show(
 
 @app.command("demo")
 def demo_cmd(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
-    """Run the loop on the embedded tiny default: synthetic data -> tokenizer -> pretrain -> SFT -> samples.
+    """The whole RLHF loop on the embedded tiny default, on a laptop CPU in minutes.
+
+    Synthetic data -> tokenizer -> pretrain -> SFT -> rounds of (answers -> simulated annotators judging through the
+    feedback app -> reward model -> RL -> evaluation) -> report.html; prints the report's path.
 
     \b
     Example:

@@ -234,6 +234,48 @@ class DPOConfig(TrainConfig):
 
 
 @dataclass
+class LoopConfig:
+    """Rounds of generate -> feedback (app over HTTP) -> reward model -> RL -> evaluate -> report (`alinea loop`)."""
+
+    policy: str = _f("", "SFT checkpoint the first round starts from (the reference of every KL penalty).")
+    prompts: str = _f("runs/demo-data/prompts.jsonl", "Prompt records; a seeded share is held out for evaluation.")
+    seed: int = _f(0, "Seed of prompt sampling, selection, simulated annotators and training.")
+    rounds: int = _f(2, "Rounds of the loop.")
+    eval_prompts: int = _f(64, "Prompts held out for win rates and gold reward (never used for feedback or RL).")
+    prompts_per_round: int = _f(48, "Prompts whose answers go to feedback each round.")
+    candidates: int = _f(4, "Answers sampled per prompt; pairs are chosen among them.")
+    pairs_per_round: int = _f(64, "Pairs sent to the feedback app each round.")
+    selection: str = _f("ensemble", "Which pairs people see: ensemble (reward-model disagreement) or random.")
+    server: str = _f("", "URL of a running `alinea serve` (empty: start an embedded one on SQLite in the loop folder).")
+    token: str = _f("", "API token of an admin on that server (or the ALINEA_TOKEN environment variable).")
+    judges: str = _f("simulated", "Who judges: simulated (annotator pool over the API), people (wait for them), or ai (a judge, no app).")
+    overlap: int = _f(3, "Distinct annotators per pair.")
+    gold_rate: float = _f(0.1, "Share of gold items (known answer) mixed into each round's project.")
+    min_judgments: int = _f(1, "Judgments a round needs before the reward model is trained.")
+    deadline_s: float = _f(0.0, "Seconds to wait for people before the round continues or skips (0 = no limit).")
+    on_short: str = _f("skip", "When a round ends with fewer than min_judgments: skip (keep the previous reward model) or fail.")
+    annotators_honest: int = _f(4, "Simulated honest annotators (gold judge + Bradley-Terry noise).")
+    annotators_careless: int = _f(1, "Simulated careless annotators (random answers).")
+    annotators_adversarial: int = _f(0, "Simulated adversarial annotators (inverted gold judge).")
+    annotator_noise: float = _f(8.0, "Sharpness of honest annotators: P(prefer a) = sigmoid(sharpness * gold gap).")
+    position_bias: float = _f(0.05, "Extra probability that a simulated annotator picks the left answer.")
+    length_bias: float = _f(0.0, "Extra probability that a simulated annotator picks the longer answer.")
+    tie_rate: float = _f(0.05, "Gold gaps below this are judged ties by simulated annotators.")
+    gold_judge: str = _f("sentiment_lexicon", "The offline gold judge (alinea judges) for simulated annotators and evaluation.")
+    rm_steps: int = _f(60, "Reward-model optimizer steps in round 1 (later rounds continue from the previous model).")
+    rm_update_steps: int = _f(40, "Reward-model steps in later rounds.")
+    rm_ensemble: int = _f(3, "Reward heads (bootstrap ensemble) whose disagreement drives active selection.")
+    rl_algorithm: str = _f("rloo", "RL of each round: rloo, grpo, ppo or dpo (uses the [rloo]/[grpo]/[ppo]/[dpo] settings).")
+    rl_steps: int = _f(30, "RL steps per round.")
+    rm_weight: float = _f(1.0, "Weight of the learned reward model in the RL reward mix.")
+    automated_rewards: list = _f(["language_consistency"], "Automated reward signals mixed into RL (judge names or module:function).")
+    automated_weights: list = _f([1.0], "Weights of the automated signals.")
+    eval_temperature: float = _f(0.7, "Sampling temperature of the evaluation answers.")
+    active_curve: bool = _f(True, "Measure reward accuracy vs judgments for active vs random selection (linear heads on frozen features).")
+    safety_eval: bool = _f(True, "Evaluate red-team safety and needless refusals before and after each round.")
+
+
+@dataclass
 class GenerateConfig:
     """Sampling from a model with a KV cache."""
 
@@ -259,6 +301,7 @@ class AlineaConfig:
     rloo: GroupRLConfig = field(default_factory=GroupRLConfig)
     grpo: GroupRLConfig = field(default_factory=lambda: GroupRLConfig(kl_estimator="k3", kl_coef=0.04))
     dpo: DPOConfig = field(default_factory=DPOConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

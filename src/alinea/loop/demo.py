@@ -1,12 +1,14 @@
 """`alinea demo`: the loop on the embedded tiny default, end to end on a laptop CPU.
 
-Stages at this point: synthetic data -> tokenizer -> pretrain (held-out perplexity) -> SFT -> simulated feedback ->
-reward model (accuracy against the gold judge) -> sampled answers in each language. Every stage writes its own run directory under `pretrain.runs_dir`; the demo prints where.
+Stages: synthetic data -> tokenizer -> pretrain (held-out perplexity) -> SFT -> the loop (`alinea.loop.rounds`: rounds
+of generation, simulated annotators judging through the feedback app's API, reward model, RL, evaluation) -> report.
+Every stage writes its own run directory under `pretrain.runs_dir`; the demo prints where, and the report's path.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +24,11 @@ class DemoResult:
     tokenizer_dir: Path
     pretrain_run: Path
     sft_run: Path
-    reward_run: Path
+    loop_dir: Path
+    report: Path
     heldout_ppl: float
     sft_eval_loss: float | None
-    reward_gold_accuracy: float
-    samples: list[tuple[str, str, str]] = field(default_factory=list)  # (language, prompt, answer)
+    summary: dict = field(default_factory=dict)  # the loop's summary.json
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -34,11 +36,8 @@ def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult
     from alinea.data.corpus import read_documents
     from alinea.data.jsonl import read_records
     from alinea.data.synthetic import write_demo_data
-    from alinea.data.synthetic_feedback import write_feedback_data
-    from alinea.model.causal_lm import load_model_and_tokenizer
-    from alinea.model.generation import generate
     from alinea.model.tokenizer import save_tokenizer, train_tokenizer
-    from alinea.train import pretrain, reward, sft
+    from alinea.train import pretrain, sft
 
     console = console or Console()
     cfg = copy.deepcopy(cfg)
@@ -89,67 +88,45 @@ def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult
     console.print(f"SFT eval loss {tuned.eval_loss:.3f}; run {tuned.run_dir}")
     seconds["sft"] = time.perf_counter() - start
 
-    start = stage("5. feedback and reward model")
-    feedback = write_feedback_data(Path(dcfg.out_dir), seed=dcfg.seed)
-    cfg.reward.model = str(tuned.final_dir)
-    cfg.reward.data = [str(feedback["feedback"])]
-    rm = reward.run(cfg)
-    gold = _gold_accuracy(rm.final_dir, feedback["gold"], cfg.reward)
-    console.print(
-        f"reward model: held-out loss {rm.eval_loss:.3f}; accuracy against the gold judge {gold['accuracy']:.1%} "
-        f"on {gold['n']} comparisons (ECE {gold['ece']:.3f}); run {rm.run_dir}"
-    )
-    seconds["reward"] = time.perf_counter() - start
+    start = stage("5. the loop: feedback -> reward model -> RL, round after round")
+    from alinea.loop.rounds import run_loop
 
-    start = stage("6. samples")
-    model, tok = load_model_and_tokenizer(tuned.final_dir)
-    prompts = read_records(paths["prompts"], expected_type="prompt")
-    chosen = _one_per_language(prompts, per_language=2)
-    gcfg = cfg.generate
-    answers = generate(
-        model, tok, [p.prompt_messages() for p in chosen], max_new_tokens=gcfg.max_new_tokens,
-        temperature=gcfg.temperature, top_p=gcfg.top_p, batch_size=gcfg.batch_size, seed=gcfg.seed,
-    )
-    samples = []
-    for prompt, answer in zip(chosen, answers, strict=True):
-        text = prompt.prompt_messages()[-1]["content"]
-        console.print(f"[bold]\\[{prompt.language}] > {text}[/bold]", highlight=False)
-        console.print(f"  {answer.text}", markup=False, highlight=False)
-        samples.append((prompt.language, text, answer.text))
-    seconds["samples"] = time.perf_counter() - start
+    cfg.loop.policy = str(tuned.final_dir)
+    cfg.loop.prompts = str(paths["prompts"])
+    loop_dir = _fresh_dir(runs_dir / "demo-loop")
+    report = run_loop(cfg, loop_dir, console=console)
+    summary = json.loads((loop_dir / "summary.json").read_text(encoding="utf-8"))
+    seconds["loop"] = time.perf_counter() - start
     console.rule("[bold]done")
     total = sum(seconds.values())
     console.print("time: " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()) + f"; total {total:.0f}s")
+    headline = {k: summary.get(k) for k in (
+        "rounds", "win_rate_vs_sft", "gold_reward_sft", "gold_reward_final", "kl_final", "rm_accuracy",
+        "language_consistency")}
+    console.print(f"summary: {json.dumps(headline)}", markup=False, highlight=False)
+    console.print(f"report: {report}  (open it in a browser)", markup=False, highlight=False)
+    console.print(
+        "judge answers yourself: alinea serve --db sqlite:///" + str(loop_dir / "feedback" / "feedback.db")
+        + "  then open http://127.0.0.1:8000 (create an account with alinea users create)", markup=False,
+        highlight=False,
+    )
     return DemoResult(
         data_dir=Path(dcfg.out_dir), tokenizer_dir=tokenizer_dir, pretrain_run=pre.run_dir, sft_run=tuned.run_dir,
-        reward_run=rm.run_dir, heldout_ppl=ppl, sft_eval_loss=tuned.eval_loss,
-        reward_gold_accuracy=gold["accuracy"], samples=samples, seconds=seconds,
+        loop_dir=loop_dir, report=report, heldout_ppl=ppl, sft_eval_loss=tuned.eval_loss, summary=summary,
+        seconds=seconds,
     )
 
 
-def _gold_accuracy(model_dir: Path, gold_path: Path, rcfg) -> dict:
-    """Accuracy and calibration of a reward model on comparisons judged by the noiseless gold judge."""
-    from alinea.data.jsonl import read_records
-    from alinea.model.reward import load_reward_model
-    from alinea.train.reward import RewardLoss, collate, encode_records, evaluate_examples
-
-    model, tokenizer = load_reward_model(model_dir)
-    examples, _, levels = encode_records(read_records(gold_path), tokenizer, rcfg, {})
-    batches = [collate(examples[i : i + 16], tokenizer.pad_token_id) for i in range(0, len(examples), 16)]
-    return evaluate_examples(RewardLoss(model, rcfg, n_annotators=0, n_levels=levels), batches)
+def _fresh_dir(base: Path) -> Path:
+    """`base`, or `base-2`, `base-3`, ... : the first that does not exist yet (the demo never overwrites)."""
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    return path
 
 
 def _perplexity(loss: float | None) -> float:
     import math
 
     return math.exp(min(loss, 50.0)) if loss is not None else float("nan")
-
-
-def _one_per_language(prompts, *, per_language: int):
-    seen: dict[str, int] = {}
-    chosen = []
-    for prompt in prompts:
-        if seen.get(prompt.language, 0) < per_language:
-            seen[prompt.language] = seen.get(prompt.language, 0) + 1
-            chosen.append(prompt)
-    return chosen

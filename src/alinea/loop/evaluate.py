@@ -1,0 +1,179 @@
+"""The loop's evaluate phase: one row of `rounds.jsonl` per round (the report reads them; docs/report.md).
+
+On the held-out evaluation prompts, one answer per prompt from the SFT model (sampled once, cached), from the
+previous round's policy and from this round's policy, all with the same seed and temperature. Scored by the gold
+judge (offline, e.g. sentiment) and by this round's reward model:
+- win rates of the policy vs SFT and vs the previous round, ties counted half, 95% bootstrap intervals over prompts;
+- mean gold and proxy (reward-model) reward of SFT and policy; per-language win rate and language consistency;
+- reward-model accuracy: on every pair of the three answers to a prompt whose gold scores differ, the share the
+  reward model orders like the gold judge;
+- KL and the over-optimisation points (sqrt KL, gold, proxy) from the RL run's per-step metrics, where the gold
+  judge is logged as a zero-weight reward component;
+- agreement and annotator figures from the feedback app's quality endpoint and the reward model's learned
+  reliabilities.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from alinea.data.jsonl import read_records, write_jsonl
+
+
+def _user_text(record) -> str:
+    return next(m["content"] for m in reversed(record.prompt_messages()) if m["role"] == "user")
+
+
+def _answers(ctx, policy_dir: str, cache: Path) -> list[str]:
+    from alinea.loop.rounds import _sample
+
+    if cache.is_file():
+        return [json.loads(x)["answer"] for x in cache.read_text().splitlines()]
+    records = read_records(ctx.eval_prompts)
+    samples = _sample(policy_dir, records, n=1, seed=ctx.lcfg.seed + 424242, temperature=ctx.lcfg.eval_temperature,
+                      cfg=ctx.cfg)
+    answers = [s[0][0] for s in samples]
+    write_jsonl(cache, [{"prompt": _user_text(r), "language": r.language, "answer": a} for r, a in zip(records, answers, strict=True)])
+    return answers
+
+
+def evaluate_round(ctx) -> dict:
+    from alinea.eval.winrate import bootstrap_win_rate, win_rate_by_group
+    from alinea.judges import get_judge
+    from alinea.loop.rounds import _reward_heads
+
+    lcfg = ctx.lcfg
+    r = ctx.state.round
+    records = read_records(ctx.eval_prompts)
+    prompts = [_user_text(x) for x in records]
+    languages = [x.language for x in records]
+    eval_dir = ctx.out / "eval"
+    eval_dir.mkdir(exist_ok=True)
+    sft = _answers(ctx, lcfg.policy, eval_dir / "sft.jsonl")
+    previous = sft if r == 1 else _answers(ctx, "", ctx.round_dir(r - 1) / "eval_answers.jsonl")
+    policy = _answers(ctx, ctx.state.policy, ctx.round_dir() / "eval_answers.jsonl")
+
+    gold = get_judge(lcfg.gold_judge)
+    gold_sft, gold_prev, gold_policy = (list(map(float, gold(prompts, a))) for a in (sft, previous, policy))
+    heads = _reward_heads(ctx.state.reward_model, records, [[a, b, c] for a, b, c in zip(sft, previous, policy, strict=True)])
+    proxy = [h.mean(dim=-1).tolist() for h in heads]  # per prompt: [sft, previous, policy]
+    proxy_sft = [p[0] for p in proxy]
+    proxy_prev = [p[1] for p in proxy]
+    proxy_policy = [p[2] for p in proxy]
+
+    consistency_judge = get_judge("language_consistency")
+    consistent = list(map(float, consistency_judge(prompts, policy)))
+    by_language: dict[str, list[float]] = {}
+    for language, value in zip(languages, consistent, strict=True):
+        by_language.setdefault(language, []).append(value)
+
+    row: dict = {
+        "round": r,
+        "judgments": _count_lines(ctx.round_dir() / "judgments.jsonl"),
+        "judgments_total": ctx.state.judgments_total,
+        "win_rate_vs_sft": {
+            "gold": bootstrap_win_rate(gold_policy, gold_sft, seed=r),
+            "rm": bootstrap_win_rate(proxy_policy, proxy_sft, seed=r),
+        },
+        "win_rate_vs_previous": {
+            "gold": bootstrap_win_rate(gold_policy, gold_prev, seed=r),
+            "rm": bootstrap_win_rate(proxy_policy, proxy_prev, seed=r),
+        },
+        "win_rate_by_language": {str(k): v for k, v in win_rate_by_group(gold_policy, gold_sft, languages, seed=r).items()},
+        "gold_reward": {"sft": _mean(gold_sft), "previous": _mean(gold_prev), "policy": _mean(gold_policy)},
+        "proxy_reward": {"sft": _mean(proxy_sft), "previous": _mean(proxy_prev), "policy": _mean(proxy_policy)},
+        "language_consistency": _mean(consistent),
+        "language_consistency_by_language": {k: _mean(v) for k, v in sorted(by_language.items())},
+        "rm_accuracy": _rm_accuracy(
+            [[a, b, c] for a, b, c in zip(gold_sft, gold_prev, gold_policy, strict=True)], proxy, tie=lcfg.tie_rate
+        ),
+        "rl_algorithm": lcfg.rl_algorithm,
+    }
+    row.update(_rl_figures(ctx))
+    row.update(_annotator_figures(ctx))
+    return row
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _count_lines(path: Path) -> int:
+    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
+
+
+def _rm_accuracy(gold: list[list[float]], proxy: list[list[float]], *, tie: float) -> float:
+    """Share of answer pairs (same prompt, gold scores apart by more than `tie`) that the reward model orders like gold."""
+    right = total = 0
+    for g, p in zip(gold, proxy, strict=True):
+        for i in range(len(g)):
+            for j in range(i + 1, len(g)):
+                if abs(g[i] - g[j]) <= tie:
+                    continue
+                total += 1
+                right += (g[i] > g[j]) == (p[i] > p[j])
+    return right / total if total else float("nan")
+
+
+def _rl_figures(ctx) -> dict:
+    """KL and the over-optimisation points from this round's RL run (gold judge logged at weight 0)."""
+    run = ctx.round_dir() / "rl"
+    metrics_file = run / "metrics.jsonl"
+    if not metrics_file.is_file():
+        return {}
+    rows = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()]
+    train = [x for x in rows if x.get("split") == "train"]
+    out: dict = {"rl_run": str(run.relative_to(ctx.out))}
+    if not train:
+        return out
+    kl = train[-1].get("kl")
+    if kl is not None:
+        out["kl"] = kl
+    gold_key = f"reward/{ctx.lcfg.gold_judge}"
+    rm_key = next((k for k in train[-1] if k.startswith("reward/rm:")), None)
+    points = []
+    for x in train:
+        if x.get("kl") is None or gold_key not in x or rm_key is None or x.get(rm_key) is None:
+            continue
+        points.append([math.sqrt(max(0.0, x["kl"])), x[gold_key], x[rm_key]])
+    if points:
+        out["over_optimisation"] = points
+    return out
+
+
+def _annotator_figures(ctx) -> dict:
+    """Agreement and per-annotator quality (from the app) plus the reward model's learned reliabilities."""
+    out: dict = {}
+    quality_file = ctx.round_dir() / "quality.json"
+    reliabilities = {}
+    eval_file = Path(ctx.state.reward_model).parent / "eval.json" if ctx.state.reward_model else None
+    if eval_file is not None and eval_file.is_file():
+        reliabilities = json.loads(eval_file.read_text()).get("annotator_reliability") or {}
+    if quality_file.is_file():
+        quality = json.loads(quality_file.read_text())
+        agreement = quality.get("agreement") or {}
+        out["agreement"] = {
+            "krippendorff_alpha": agreement.get("alpha"),
+            "cohen_kappa": {
+                "|".join(k["annotators"]): k["kappa"] for k in agreement.get("kappa") or [] if k.get("kappa") is not None
+            },
+        }
+        kinds = quality.get("kinds") or {}
+        annotators = {}
+        for figures in quality.get("annotators") or []:
+            name = figures.get("annotator")
+            annotators[name] = {
+                "judgments": figures.get("judgments"),
+                "gold_accuracy": figures.get("gold_accuracy"),
+                "position_bias": figures.get("position_bias"),
+                "seconds_per_item": figures.get("mean_time_s"),
+                "reliability": reliabilities.get(name),
+                "kind": kinds.get(name, ""),
+            }
+        out["annotators"] = annotators
+    elif reliabilities:
+        out["annotators"] = {name: {"reliability": value} for name, value in reliabilities.items()}
+    return out
