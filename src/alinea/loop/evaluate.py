@@ -93,7 +93,56 @@ def evaluate_round(ctx) -> dict:
     }
     row.update(_rl_figures(ctx))
     row.update(_annotator_figures(ctx))
+    if lcfg.active_curve:
+        eval_answers = [[a, b, c] for a, b, c in zip(sft, previous, policy, strict=True)]
+        eval_gold = [[a, b, c] for a, b, c in zip(gold_sft, gold_prev, gold_policy, strict=True)]
+        row["rm_curve"] = _active_curve(ctx, records, eval_answers, eval_gold)
     return row
+
+
+def _active_curve(ctx, eval_records, eval_answers: list[list[str]], eval_gold: list[list[float]]) -> dict:
+    """RM accuracy vs judgments, active vs random, with linear heads on this round's reward-model features."""
+    import torch
+
+    from alinea.judges import get_judge
+    from alinea.loop.active_curve import PairPool, answer_features, simulate_curve
+
+    lcfg = ctx.lcfg
+    train = read_records(ctx.train_prompts)
+    rows = [json.loads(x) for x in (ctx.round_dir() / "candidates.jsonl").read_text().splitlines()]
+    messages, answers, gold_prompts = [], [], []
+    pairs = []
+    for row in rows:
+        record = train[row["prompt_index"]]
+        base = len(answers)
+        for text in row["answers"]:
+            messages.append(record.prompt_messages())
+            answers.append(text)
+            gold_prompts.append(_user_text(record))
+        k = len(row["answers"])
+        pairs += [(base + i, base + j) for i in range(k) for j in range(i + 1, k)]
+    gold_pool = list(map(float, get_judge(lcfg.gold_judge)(gold_prompts, answers)))
+    offset = len(answers)
+    test_pairs = []
+    for p, (record, texts, golds) in enumerate(zip(eval_records, eval_answers, eval_gold, strict=True)):
+        base = offset + 3 * p
+        for text in texts:
+            messages.append(record.prompt_messages())
+            answers.append(text)
+        for i in range(3):
+            for j in range(3):
+                if golds[i] - golds[j] > lcfg.tie_rate:
+                    test_pairs.append((base + i, base + j))
+    features = answer_features(ctx.state.reward_model, messages, answers)
+    gold = torch.tensor(gold_pool + [g for golds in eval_gold for g in golds])
+    pool = PairPool(features=features, pairs=pairs, gold=gold)
+    seed = lcfg.seed * 31 + ctx.state.round
+    budget = min(len(pairs), max(16, lcfg.pairs_per_round * 2))
+    return {
+        strategy: simulate_curve(pool, test_pairs, strategy=strategy, seed=seed, budget=budget,
+                                 batch=max(4, budget // 12), sharpness=lcfg.annotator_noise)
+        for strategy in ("active", "random")
+    }
 
 
 def _mean(values) -> float:
