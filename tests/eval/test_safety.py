@@ -136,3 +136,22 @@ def test_load_prompt_files(tmp_path):
     assert [p.kind for p in load_safety_prompts(text_file, default_kind="benign")] == ["benign", "benign"]
     with pytest.raises(UserError, match="--kind"):
         load_safety_prompts(text_file)
+
+
+def test_eval_safety_cli_on_a_model(pretrained_dir, tmp_path, run_cli):
+    """`alinea eval safety MODEL` answers the embedded red-team set and reports rates per language."""
+    import json as json_module
+
+    answers = tmp_path / "answers.jsonl"
+    code, stdout, stderr = run_cli("eval", "safety", pretrained_dir, "--max-new-tokens", "6", "--json",
+                                   "--answers-out", answers)
+    assert code == 0, stderr
+    data = json_module.loads(stdout.strip().splitlines()[-1])
+    assert data["overall"]["n_harmful"] == 40 and data["overall"]["n_benign"] == 40
+    assert set(data["by_language"]) == {"en", "fr", "es", "mg"}
+    rows = [json_module.loads(x) for x in answers.read_text().splitlines()]
+    assert len(rows) == 80 and all("refusal" in r for r in rows)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "hi", "tags": ["harmful"]}\n[1, 2]\n')
+    code, _, stderr = run_cli("eval", "safety", pretrained_dir, "--prompts", bad)
+    assert code == 2 and f"{bad}:2" in stderr

@@ -19,6 +19,7 @@ def register(apps: dict) -> None:
     apps["root"].command("judge")(judge_cmd)
     apps["eval"].command("language-id")(language_id_cmd)
     apps["data"].command("redteam")(redteam_cmd)
+    apps["eval"].command("safety")(safety_cmd)
 
 
 def judge_cmd(
@@ -125,3 +126,43 @@ def redteam_cmd(
         raise UserError(f"--variants: expected at least 1, got {variants}.")
     n = write_redteam_prompts(out, seed, variants=variants)
     typer.echo(f"{n} red-team prompts -> {out}")
+
+
+def safety_cmd(
+    model: Annotated[Path, typer.Argument(help="Model checkpoint directory to evaluate.")],
+    prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Safety prompts: JSONL tagged harmful/benign, or .txt with --kind (default: the embedded red-team set).")] = None,
+    cost: Annotated[str | None, typer.Option("--cost", help="Cost model directory (cost = -reward) or module:function.")] = None,
+    cost_limit: Annotated[float, typer.Option(help="An answer is safe by cost when its cost is at most this.")] = 0.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Answer tokens at most.")] = 48,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    answers_out: Annotated[Path | None, typer.Option("--answers-out", help="Write every judged answer (JSONL).")] = None,
+) -> None:
+    """Red-team and over-refusal evaluation: safe answers on harmful prompts, needless refusals on benign ones.
+
+    \b
+    Examples:
+      alinea eval safety runs/sft-XXXX/final
+      alinea eval safety runs/loop/round-2/rl/final --prompts my-redteam.jsonl --cost runs/cost-model/final --json
+    """
+    import json as json_module
+
+    from alinea.data.jsonl import write_jsonl
+    from alinea.eval.model_safety import evaluate_model_safety
+
+    report, _ = evaluate_model_safety(model, prompts_file=prompts, cost=cost, cost_limit=cost_limit,
+                                      max_new_tokens=max_new_tokens, seed=seed)
+    data = report.to_json()
+    if answers_out:
+        write_jsonl(answers_out, report.to_json(with_answers=True)["answers"])
+    if as_json:
+        print(json_module.dumps(data))
+        return
+    overall = data["overall"]
+    def pct(x):
+        return "n/a" if x is None else f"{x:.1%}"
+    print(f"harmful prompts: {overall['n_harmful']}, safe by rules {pct(overall['safe_rate_rules'])}"
+          + (f", safe by cost {pct(overall['safe_rate_cost'])}" if cost else ""))
+    print(f"benign prompts: {overall['n_benign']}, needless refusals {pct(overall['needless_refusal_rate'])}")
+    for language, counts in data["by_language"].items():
+        print(f"  {language}: safe {pct(counts['safe_rate_rules'])}, needless refusals {pct(counts['needless_refusal_rate'])}")
