@@ -87,7 +87,7 @@ def evaluate_round(ctx) -> dict:
         "language_consistency": _mean(consistent),
         "language_consistency_by_language": {k: _mean(v) for k, v in sorted(by_language.items())},
         "rm_accuracy": _rm_accuracy(
-            [[a, b, c] for a, b, c in zip(gold_sft, gold_prev, gold_policy, strict=True)], proxy, tie=lcfg.tie_rate
+            [[a, b, c] for a, b, c in zip(gold_sft, gold_prev, gold_policy, strict=True)], proxy, tie=lcfg.tie_margin
         ),
         "rl_algorithm": lcfg.rl_algorithm,
     }
@@ -131,7 +131,7 @@ def _active_curve(ctx, eval_records, eval_answers: list[list[str]], eval_gold: l
             answers.append(text)
         for i in range(3):
             for j in range(3):
-                if golds[i] - golds[j] > lcfg.tie_rate:
+                if golds[i] - golds[j] > lcfg.tie_margin:
                     test_pairs.append((base + i, base + j))
     features = answer_features(ctx.state.reward_model, messages, answers)
     gold = torch.tensor(gold_pool + [g for golds in eval_gold for g in golds])
@@ -140,7 +140,7 @@ def _active_curve(ctx, eval_records, eval_answers: list[list[str]], eval_gold: l
     budget = min(len(pairs), max(16, lcfg.pairs_per_round * 2))
     return {
         strategy: simulate_curve(pool, test_pairs, strategy=strategy, seed=seed, budget=budget,
-                                 batch=max(4, budget // 12), sharpness=lcfg.annotator_noise)
+                                 batch=max(4, budget // 12), sharpness=(1.0 / lcfg.annotator_temperature) if lcfg.annotator_temperature > 0 else 50.0)
         for strategy in ("active", "random")
     }
 

@@ -311,22 +311,24 @@ def phase_select(ctx: LoopContext) -> None:
     rows = [json.loads(x) for x in (ctx.round_dir() / "candidates.jsonl").read_text().splitlines()]
     answers = [r["answers"] for r in rows]
     strategy = ctx.lcfg.selection if ctx.state.reward_model else "random"
-    head_scores = None
     if strategy == "ensemble":
-        head_scores = _reward_heads(ctx.state.reward_model, [records[r["prompt_index"]] for r in rows], answers)
+        heads = _reward_heads(ctx.state.reward_model, [records[r["prompt_index"]] for r in rows], answers)
+        scores = [h.T.tolist() for h in heads]  # per prompt: (heads, K)
+    else:  # round 1 has no reward model yet: random pairs
+        scores = [[[0.0] * len(a)] for a in answers]
     picked = select_pairs(
-        answers, head_scores, m=ctx.lcfg.pairs_per_round, strategy=strategy,
-        seed=ctx.lcfg.seed * 7919 + ctx.state.round,
+        scores, ctx.lcfg.pairs_per_round, strategy="disagreement" if strategy == "ensemble" else "random",
+        per_prompt=max(1, -(-ctx.lcfg.pairs_per_round // max(1, len(rows)))), seed=ctx.lcfg.seed * 7919 + ctx.state.round,
     )
     pairs = []
     for n, pick in enumerate(picked):
-        row = rows[pick.prompt]
+        row = rows[pick.prompt_index]
         a, b = row["answers"][pick.i], row["answers"][pick.j]
         if not a.strip() or not b.strip() or a == b:
             continue
         pairs.append({
             "id": f"r{ctx.state.round}-{n}", "prompt_index": row["prompt_index"], "a": a, "b": b,
-            "priority": pick.score, "strategy": strategy,
+            "priority": pick.disagreement, "strategy": strategy,
         })
     if not pairs:
         raise PhaseFailed("select: no usable pair (every candidate pair was empty or identical).")
@@ -352,7 +354,7 @@ def phase_feedback(ctx: LoopContext) -> None:
         gold_b = _gold_scores(lcfg.gold_judge, [records[p["prompt_index"]].prompt_messages()[-1]["content"] for p in pairs], [p["b"] for p in pairs])
         for pair, ga, gb in zip(pairs, gold_a, gold_b, strict=True):
             source = records[pair["prompt_index"]]
-            preference = "tie" if abs(ga - gb) < lcfg.tie_rate else ("a" if ga > gb else "b")
+            preference = "tie" if abs(ga - gb) < lcfg.tie_margin else ("a" if ga > gb else "b")
             judged.append(Comparison(
                 messages=source.messages, prompt=source.prompt if source.messages is None else None,
                 response_a=pair["a"], response_b=pair["b"], preference=preference,
