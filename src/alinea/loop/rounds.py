@@ -18,8 +18,10 @@ the next one after a crash. Imports follow STYLE.md: the loop reaches the app on
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -221,6 +223,7 @@ class _NoServer:
 
 
 def _connect(ctx: LoopContext):
+    """A context manager giving an admin client: the configured server, or an embedded one on SQLite."""
     lcfg = ctx.lcfg
     if lcfg.judges == "ai":
         return _NoServer()
@@ -233,7 +236,21 @@ def _connect(ctx: LoopContext):
         if not token:
             raise UserError("loop.server is set: give loop.token (an admin's API token) or ALINEA_TOKEN.")
         return server.connect(lcfg.server, token)
-    return server.embedded(ctx.out / "feedback", console=ctx.console)
+    return _embedded(ctx.out / "feedback", ctx.console)
+
+
+@contextlib.contextmanager
+def _embedded(folder: Path, console: Console):
+    from alinea.loop.server import start_server
+
+    with start_server(folder) as running:
+        console.print(f"feedback app (embedded, SQLite): {running.url}  log: {running.log_path}", markup=False,
+                      highlight=False)
+        client = running.client()
+        try:
+            yield client
+        finally:
+            client.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -445,7 +462,7 @@ def phase_rl(ctx: LoopContext) -> None:
 def phase_evaluate(ctx: LoopContext) -> None:
     from alinea.loop.evaluate import evaluate_round
 
-    row = evaluate_round(ctx)
+    row = _json_safe(evaluate_round(ctx))
     row["phase_seconds"] = ctx.state.phase_seconds.get(str(ctx.state.round), {})
     path = ctx.out / "rounds.jsonl"
     rows = [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
@@ -454,8 +471,19 @@ def phase_evaluate(ctx: LoopContext) -> None:
     ctx.console.print(
         f"round {ctx.state.round}: win rate vs SFT (gold) {row['win_rate_vs_sft']['gold']['rate']:.2f}, "
         f"gold reward {row['gold_reward']['sft']:.3f} -> {row['gold_reward']['policy']:.3f}, "
-        f"language consistency {row['language_consistency']:.2f}, RM accuracy {row.get('rm_accuracy', float('nan')):.2f}"
+        f"language consistency {row['language_consistency']:.2f}, RM accuracy {row.get('rm_accuracy') or float('nan'):.2f}"
     )
+
+
+def _json_safe(value):
+    """NaN and infinities (an undefined rate) become null: JSON has no NaN."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 PHASE_FUNCTIONS = {
