@@ -102,8 +102,8 @@ def collect_round(ctx, records, pairs: list[dict]) -> tuple[list[dict], dict]:
     if int(progress["items"]) == 0:
         client.add_items(project_id, [_record(records[p["prompt_index"]], p) for p in pairs],
                          priorities=[float(p["priority"]) for p in pairs])
-        n_gold = round(lcfg.gold_rate * len(pairs))
-        gold = _gold_items(ctx, records, n_gold)
+    if int(progress["gold_items"]) == 0:  # checked on its own: a crash may fall between the two imports
+        gold = _gold_items(ctx, records, round(lcfg.gold_rate * len(pairs)))
         if gold:
             client.add_items(project_id, gold, gold=True)
     wanted = len(pairs) * lcfg.overlap
@@ -115,7 +115,7 @@ def collect_round(ctx, records, pairs: list[dict]) -> tuple[list[dict], dict]:
         pool = config.build()
         kinds = {spec.name: spec.kind for spec in config.specs()}
         result = run_pool(client, project_id, pool, deadline_s=lcfg.deadline_s or None, workers=4)
-        ctx.console.print(f"simulated annotators: {result.judgments if hasattr(result, 'judgments') else result}")
+        ctx.console.print(f"simulated annotators: {result.judgments} judgments in {result.seconds:.1f}s ({result.stopped})")
     else:
         _wait_for_people(ctx, project_id, wanted)
     rows = client.export(project_id, format="records")

@@ -136,10 +136,10 @@ def resolve_source(spec: str, *, device: str | torch.device = "cpu") -> RewardMo
 
 def _judges() -> dict[str, RewardFn]:
     try:
-        from alinea.judges import JUDGES
+        from alinea.judges import DETECTORS, JUDGES
     except ImportError:
         return {}
-    return dict(JUDGES)
+    return {**JUDGES, **DETECTORS}
 
 
 class RewardMix:
@@ -194,3 +194,79 @@ class RewardMix:
                 values = source(inputs)
                 if not all(math.isfinite(v) for v in values):
                     raise UserError(f"reward source {name}: returned a non-finite value on a probe batch.")
+
+
+class ConstrainedMix(RewardMix):
+    """Reward sources and cost sources under a constraint E[cost] <= cost_limit (Safe RLHF, Dai et al. 2023).
+
+    The score the policy maximises is `sum_i w_i r_i - lambda * cost`, with `cost = sum_j v_j c_j`; after each step
+    `after_step()` moves lambda by gradient ascent on the violation `mean cost - limit` (`alinea.advantages.
+    LagrangeMultiplier`): it rises while the constraint is violated and falls (not below 0) once it is met. Costs are
+    logged as `cost/<name>`, the multiplier as `lagrange_multiplier`, and `constraint_satisfied` is 1 when the step's
+    mean cost was within the limit. `saturated_steps` counts consecutive steps with lambda at its cap: a constraint
+    that cannot be met at any price (the trainer stops after `lagrange_patience` such steps, with a warning).
+    """
+
+    def __init__(self, sources: list, weights: list[float], costs: list, cost_weights: list[float], *,
+                 limit: float, multiplier) -> None:
+        super().__init__(sources, weights)
+        if not costs:
+            raise UserError("costs: a constrained run needs at least one cost source.")
+        if len(cost_weights) != len(costs):
+            raise UserError(f"cost_weights: {len(cost_weights)} weights for {len(costs)} cost sources.")
+        self.costs = costs
+        self.cost_weights = [float(w) for w in cost_weights]
+        self.cost_names = [f"cost/{c.name}" for c in costs]
+        self.limit = float(limit)
+        self.multiplier = multiplier
+        self.saturated_steps = 0
+        self._last_costs: list[torch.Tensor] = []
+
+    @classmethod
+    def from_specs(cls, specs, weights, cost_specs, cost_weights, *, limit: float, multiplier, device="cpu"):
+        sources = [resolve_source(s, device=device) for s in specs]
+        costs = [resolve_source(s, device=device) for s in cost_specs]
+        return cls(sources, list(weights) if weights else [1.0] * len(sources), costs,
+                   list(cost_weights) if cost_weights else [1.0] * len(costs), limit=limit, multiplier=multiplier)
+
+    def check_tokenizer(self, tokenizer) -> None:
+        super().check_tokenizer(tokenizer)
+        for source in self.costs:
+            if isinstance(source, RewardModelSource):
+                source.check_tokenizer(tokenizer)
+
+    def score(self, inputs: RewardInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        total, components = super().score(inputs)
+        cost = torch.zeros_like(total)
+        for name, source, weight in zip(self.cost_names, self.costs, self.cost_weights, strict=True):
+            values = torch.tensor(source(inputs), dtype=torch.float32)
+            if not torch.isfinite(values).all():
+                raise UserError(f"cost source {name}: non-finite values; fix it or drop it from costs.")
+            components[name] = values
+            cost += weight * values
+        components["cost"] = cost
+        self._last_costs.append(cost)
+        return total - self.multiplier.value * cost, components
+
+    def after_step(self, mean_cost: float | None = None) -> dict[str, float]:
+        """Update lambda from this step's mean cost (all processes' mean when given); returns the step's metrics."""
+        if mean_cost is None:
+            costs = torch.cat(self._last_costs) if self._last_costs else torch.zeros(1)
+            mean_cost = float(costs.mean())
+        self._last_costs = []
+        used = self.multiplier.value
+        self.multiplier.update(mean_cost, self.limit)
+        self.saturated_steps = self.saturated_steps + 1 if self.multiplier.saturated else 0
+        return {
+            "cost_mean": mean_cost,
+            "cost_limit": self.limit,
+            "constraint_satisfied": float(mean_cost <= self.limit),
+            "lagrange_multiplier": used,
+        }
+
+    def state_dict(self) -> dict:
+        return {"multiplier": self.multiplier.state_dict(), "saturated_steps": self.saturated_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.multiplier.load_state_dict(state["multiplier"])
+        self.saturated_steps = int(state.get("saturated_steps", 0))

@@ -1,0 +1,96 @@
+"""The loop: an end-to-end round over HTTP against a real `alinea serve`, resumption after a killed phase, bad config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from alinea.config import load_config
+from alinea.errors import UserError
+from alinea.loop.rounds import PHASES, LoopState, run_loop
+from tests.conftest import tiny_overrides
+
+GOLD = "tests.train.rl_rewards:target_share"
+HEADLINE = ("rounds", "win_rate_vs_sft", "gold_reward_sft", "gold_reward_final", "kl_final", "rm_accuracy",
+            "language_consistency")
+
+
+def loop_config(tmp: Path, policy: Path, prompts: Path, **loop):
+    sets = {
+        "policy": str(policy), "prompts": str(prompts), "eval_prompts": 12, "prompts_per_round": 16,
+        "pairs_per_round": 16, "rl_steps": 3, "rm_steps": 4, "rm_update_steps": 2, "rounds": 1, "gold_judge": GOLD,
+        "automated_rewards": [], "automated_weights": [], "annotators_honest": 3, "annotators_careless": 1,
+    }
+    sets.update(loop)
+    overrides = tiny_overrides(tmp / "runs") + [
+        "rloo.batch_size=8", "rloo.generation_batch_size=8", "rloo.max_new_tokens=12", "rloo.max_prompt_len=48",
+        f"rloo.runs_dir={tmp / 'runs'}", "rloo.penalise_missing_eos=false",
+    ]
+    for key, value in sets.items():
+        overrides.append(f"loop.{key}={json.dumps(value)}")
+    return load_config(None, overrides)
+
+
+@pytest.mark.slow
+def test_resume_after_a_killed_phase_continues_from_the_next(rl_policy_dir, demo_data, tmp_path):
+    cfg = loop_config(tmp_path, rl_policy_dir, demo_data["prompts"], judges="ai", active_curve=False)
+    out = tmp_path / "loop"
+    with pytest.raises(UserError, match="interrupted after round 1 phase 'reward'.*--resume"):
+        run_loop(cfg, out, stop_after=lambda r, phase: phase == "reward")
+    state = LoopState.load(out)
+    assert (state.round, state.phase, state.done) == (1, "reward", False)
+    assert state.reward_model and Path(state.reward_model).is_dir()
+    candidates = (out / "round-1" / "candidates.jsonl").stat().st_mtime_ns
+    with pytest.raises(UserError, match="already holds a loop"):
+        run_loop(cfg, out)
+    report = run_loop(None, out, resume=True)
+    state = LoopState.load(out)
+    assert state.done and state.phase == PHASES[-1]
+    assert (out / "round-1" / "candidates.jsonl").stat().st_mtime_ns == candidates  # not generated again
+    assert set(state.phase_seconds["1"]) == set(PHASES)
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(key in summary for key in HEADLINE)
+    assert report.is_file()
+
+
+def test_bad_loop_settings_are_refused(rl_policy_dir, demo_data, tmp_path):
+    for key, value, message in [
+        ("selection", "greedy", "loop.selection"),
+        ("judges", "robots", "loop.judges"),
+        ("rl_algorithm", "a2c", "loop.rl_algorithm"),
+        ("automated_weights", [1.0, 2.0], "loop.automated_weights"),
+    ]:
+        cfg = loop_config(tmp_path, rl_policy_dir, demo_data["prompts"], **{key: value})
+        with pytest.raises(UserError, match=message):
+            run_loop(cfg, tmp_path / f"bad-{key}")
+    with pytest.raises(UserError, match="not a loop directory"):
+        run_loop(None, tmp_path / "nothing", resume=True)
+
+
+@pytest.mark.slow
+def test_one_round_over_http_moves_the_policy(rl_policy_dir, demo_data, tmp_path, one_torch_thread):
+    """A real `alinea serve` (subprocess, free port, SQLite): simulated annotators judge through the API, their
+    judgments train the reward model, RL on it raises the gold reward above the SFT model's."""
+    cfg = loop_config(
+        tmp_path, rl_policy_dir, demo_data["prompts"], judges="simulated", pairs_per_round=32, prompts_per_round=24,
+        rl_steps=16, rm_steps=30, overlap=2, gold_rate=0.1, flip_prob=0.0, position_bias=0.0,
+    )
+    cfg.rloo.lr = 1e-3
+    cfg.reward.lr = 1e-3
+    out = tmp_path / "loop"
+    run_loop(cfg, out)
+    judgments = [json.loads(x) for x in (out / "round-1" / "judgments.jsonl").read_text().splitlines()]
+    assert len(judgments) >= 32  # every pair judged by 2 annotators (plus gold items)
+    assert {j["annotator"] for j in judgments} >= {"sim-honest-0", "sim-careless-0"}
+    reward_meta = json.loads((out / "round-1" / "reward" / "meta.json").read_text())
+    assert str(out / "round-1" / "judgments.jsonl") in json.dumps(reward_meta) or reward_meta.get("train_records")
+    row = json.loads((out / "rounds.jsonl").read_text().splitlines()[0])
+    assert row["gold_reward"]["policy"] > row["gold_reward"]["sft"], row["gold_reward"]
+    quality = json.loads((out / "round-1" / "quality.json").read_text())
+    assert quality["kinds"]["sim-careless-0"] == "careless"
+    summary = json.loads((out / "summary.json").read_text())
+    assert all(key in summary for key in HEADLINE)
+    html = (out / "report.html").read_text()
+    assert html.count("<img") >= 5
