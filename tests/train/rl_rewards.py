@@ -26,3 +26,8 @@ def returns_nan(prompts: list[str], responses: list[str]) -> list[float]:
 
 def wrong_count(prompts: list[str], responses: list[str]) -> list[float]:
     return [0.0]
+
+
+def says_the(prompts: list[str], responses: list[str]) -> list[float]:
+    """How often the answer uses the word 'the' (at most 3): a preference a tiny reward model learns quickly."""
+    return [min(3, sum(1 for word in text.lower().split() if word.strip(".,!?") == "the")) / 3 for text in responses]

@@ -118,7 +118,8 @@ def collect_round(ctx, records, pairs: list[dict]) -> tuple[list[dict], dict]:
         ctx.console.print(f"simulated annotators: {result.judgments} judgments in {result.seconds:.1f}s ({result.stopped})")
     else:
         _wait_for_people(ctx, project_id, wanted)
-    rows = client.export(project_id, format="records")
+    # Sorted: the order in which annotators happened to finish must not change what the reward model sees.
+    rows = sorted(client.export(project_id, format="records"), key=lambda row: json.dumps(row, sort_keys=True))
     quality = client.quality(project_id)
     quality["kinds"] = kinds
     return rows, quality

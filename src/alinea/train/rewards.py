@@ -51,6 +51,20 @@ class RewardModelSource:
         self.norm = normalisation_of(self.model)
         self.batch_size = batch_size
         self.name = f"rm:{Path(path).name if Path(path).name != 'final' else Path(path).parent.name}"
+        from alinea.model.tokenizer import END_OF_TURN, stop_token_ids
+
+        end_id = self.tokenizer.convert_tokens_to_ids(END_OF_TURN)
+        self._end_id = end_id if end_id is not None and end_id != self.tokenizer.unk_token_id else None
+        self._stop_ids = set(stop_token_ids(self.tokenizer))
+
+    def _ending_at_end_of_turn(self, sequence: list[int]) -> list[int]:
+        """The reward model was trained reading `<|end|>` after the answer (`train.reward.Encoder`): an answer that
+        stopped on another stop token, or hit the length limit, is scored as if it ended there, never mid-answer."""
+        if self._end_id is None:
+            return sequence
+        if sequence and sequence[-1] in self._stop_ids:
+            sequence = sequence[:-1]
+        return sequence + [self._end_id]
 
     def check_tokenizer(self, policy_tokenizer) -> None:
         if self.tokenizer.get_vocab() != policy_tokenizer.get_vocab():
@@ -66,9 +80,10 @@ class RewardModelSource:
             raise UserError(f"{self.name}: needs token sequences (internal error: none were passed)")
         pad = self.tokenizer.pad_token_id
         device = next(self.model.parameters()).device
+        sequences = [self._ending_at_end_of_turn(seq) for seq in inputs.sequences]
         scores: list[float] = []
-        for start in range(0, len(inputs.sequences), self.batch_size):
-            chunk = inputs.sequences[start : start + self.batch_size]
+        for start in range(0, len(sequences), self.batch_size):
+            chunk = sequences[start : start + self.batch_size]
             width = max(len(s) for s in chunk)
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
