@@ -58,7 +58,7 @@ def test_an_unreachable_constraint_saturates_the_multiplier():
     for _ in range(4):
         mix.score(RewardInputs(prompts=["p"], responses=["x"]))
         mix.after_step()
-    assert mix.multiplier.saturated and mix.saturated_steps == 2
+    assert mix.multiplier.saturated and mix.saturated_steps == 3  # lambda 1 -> 2 -> 3 (cap) -> 3 -> 3
     assert torch.isfinite(torch.tensor(mix.multiplier.value))
 
 
