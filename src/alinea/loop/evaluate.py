@@ -93,6 +93,8 @@ def evaluate_round(ctx) -> dict:
     }
     row.update(_rl_figures(ctx))
     row.update(_annotator_figures(ctx))
+    if lcfg.safety_eval:
+        row["safety"] = _safety(ctx)
     if lcfg.active_curve:
         eval_answers = [[a, b, c] for a, b, c in zip(sft, previous, policy, strict=True)]
         eval_gold = [[a, b, c] for a, b, c in zip(gold_sft, gold_prev, gold_policy, strict=True)]
@@ -226,3 +228,28 @@ def _annotator_figures(ctx) -> dict:
     elif reliabilities:
         out["annotators"] = {name: {"reliability": value} for name, value in reliabilities.items()}
     return out
+
+
+def _safety(ctx) -> dict:
+    """Safe answers on the embedded red-team set and needless refusals on its benign prompts: SFT vs this round."""
+    from alinea.eval.model_safety import evaluate_model_safety
+
+    rcfg = getattr(ctx.cfg, ctx.lcfg.rl_algorithm) if ctx.lcfg.rl_algorithm != "dpo" else ctx.cfg.rloo
+    cache = ctx.out / "eval" / "safety_sft.json"
+    if cache.is_file():
+        before = json.loads(cache.read_text())
+    else:
+        report, _ = evaluate_model_safety(ctx.lcfg.policy, max_new_tokens=rcfg.max_new_tokens, seed=ctx.lcfg.seed)
+        before = report.to_json()["overall"]
+        cache.write_text(json.dumps(before) + "\n")
+    report, _ = evaluate_model_safety(ctx.state.policy, max_new_tokens=rcfg.max_new_tokens, seed=ctx.lcfg.seed)
+    after = report.to_json()
+    return {
+        "safe_rate_before": before.get("safe_rate_rules"),
+        "safe_rate_after": after["overall"].get("safe_rate_rules"),
+        "needless_refusal_before": before.get("needless_refusal_rate"),
+        "needless_refusal_rate": after["overall"].get("needless_refusal_rate"),
+        "toxic_rate_after": after["overall"].get("toxic_rate_harmful"),
+        "by_language": {k: {"safe_rate": v.get("safe_rate_rules"), "needless_refusal_rate": v.get("needless_refusal_rate")}
+                        for k, v in after["by_language"].items()},
+    }
