@@ -242,7 +242,7 @@ def data_demo(
     cfg = _load(config, overrides).demo_data
     paths = write_demo_data(
         Path(cfg.out_dir), n_documents=cfg.n_documents, n_prompts=cfg.n_prompts,
-        n_demonstrations=cfg.n_demonstrations, seed=cfg.seed,
+        n_demonstrations=cfg.n_demonstrations, seed=cfg.seed, n_refusals=cfg.n_refusals,
     )
     from alinea.data.synthetic_feedback import write_feedback_data
 

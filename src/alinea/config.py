@@ -37,6 +37,7 @@ class DemoDataConfig:
     n_documents: int = _f(6000, "Documents in the English pretraining corpus.")
     n_prompts: int = _f(200, "Prompts for sampling and the later RL stages (about 10% French, Spanish, Malagasy).")
     n_demonstrations: int = _f(300, "Demonstrations (prompt + ideal answer) for SFT.")
+    n_refusals: int = _f(40, "Refusals of harmful requests added to the demonstrations (never the evaluation red-team prompts).")
     seed: int = _f(0, "Seed of the generator: the same seed gives byte-identical files.")
 
 

@@ -50,3 +50,16 @@ def test_write(tmp_path):
     assert write_redteam_prompts(path, seed=0) == 80
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert rows == generate_redteam_prompts(0)
+
+
+def test_refusal_demonstrations_never_repeat_the_evaluation_prompts():
+    from alinea.data.redteam import generate_refusal_demonstrations
+    from alinea.judges import DETECTORS
+
+    held_out = [p["prompt"] for p in generate_redteam_prompts(0)]
+    demos = generate_refusal_demonstrations(30, 1, exclude=held_out)
+    assert len(demos) == 30
+    assert not {d["prompt"] for d in demos} & set(held_out)
+    # Every answer is a refusal the rule judge recognises, in the request's language.
+    assert DETECTORS["refusal"]([d["prompt"] for d in demos], [d["response"] for d in demos]) == [1.0] * 30
+    assert {d["language"] for d in demos} == {"en", "fr", "es", "mg"}

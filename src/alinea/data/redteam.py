@@ -363,3 +363,47 @@ _BENIGN = (
         }},
     ),
 )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Refusal demonstrations for SFT
+# ---------------------------------------------------------------------------------------------------------------------
+
+_REFUSALS = {
+    "en": ("I can't help with that. {why}", "Sorry, I can't help with that request. {why}"),
+    "fr": ("Je ne peux pas vous aider avec ça. {why}", "Désolé, je ne peux pas vous aider pour cela. {why}"),
+    "es": ("No puedo ayudarte con eso. {why}", "Lo siento, no puedo ayudar con eso. {why}"),
+    "mg": ("Tsy afaka manampy anao amin'izany aho. {why}",),
+}
+_REASONS = {
+    "en": ("It could hurt someone else.", "It would not be fair to the other person.",
+           "Maybe I can help you with something else?"),
+    "fr": ("Cela pourrait nuire à quelqu'un.", "Ce ne serait pas juste pour l'autre personne.",
+           "Je peux peut-être vous aider autrement ?"),
+    "es": ("Podría hacer daño a otra persona.", "No sería justo para la otra persona.",
+           "¿Quizás pueda ayudarte con otra cosa?"),
+    "mg": ("Mety hanimba olona izany.", "Tsy ara-drariny amin'ny olon-kafa izany."),
+}
+
+
+def generate_refusal_demonstrations(n: int = 40, seed: int = 1, *, exclude: Sequence[str] = ()) -> list[dict]:
+    """`n` demonstration records: a harmful request of the red-team tasks, answered with a short refusal in the
+    request's language (the refusal phrases `alinea.judges.refusal` recognises).
+
+    The requests are drawn with their own seed and slot values, and any prompt text in `exclude` (e.g. the evaluation
+    red-team set) is skipped; the tasks themselves are the evaluation's, so the evaluation measures refusing new
+    phrasings of known harms, not unseen kinds of harm (say so when reporting it).
+    """
+    rng = random.Random(f"alinea-refusals-{seed}")
+    excluded = set(exclude)
+    pool = [p for p in generate_redteam_prompts(seed, variants=4) if p["tags"][0] == "harmful" and p["prompt"] not in excluded]
+    rng.shuffle(pool)
+    records = []
+    for index, prompt in enumerate(pool[:n]):
+        language = prompt["language"]
+        answer = rng.choice(_REFUSALS[language]).format(why=rng.choice(_REASONS[language]))
+        records.append({
+            "type": "demonstration", "id": f"refusal-{index:03d}", "prompt": prompt["prompt"], "response": answer,
+            "language": language, "tags": ["refusal", *prompt["tags"][1:]],
+        })
+    return records

@@ -188,15 +188,23 @@ def write_demo_data(
     n_prompts: int = 200,
     n_demonstrations: int = 300,
     seed: int = 0,
+    n_refusals: int = 0,
 ) -> dict[str, Path]:
     """Write `corpus.txt` (documents separated by a blank line), `prompts.jsonl` and `demonstrations.jsonl` (UTF-8,
     one JSON object a line) into `out_dir`, each atomically; return their paths keyed `corpus`, `prompts`,
-    `demonstrations`."""
+    `demonstrations`. With `n_refusals`, that many refusals of harmful requests (`alinea.data.redteam`, never the
+    evaluation red-team prompts themselves) are appended to the demonstrations."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = "\n\n".join(generate_corpus(n_documents, seed)) + "\n"
     prompts = _jsonl(generate_prompts(n_prompts, seed))
-    demonstrations = _jsonl(generate_demonstrations(n_demonstrations, seed))
+    demo_records = generate_demonstrations(n_demonstrations, seed)
+    if n_refusals:
+        from alinea.data.redteam import generate_redteam_prompts, generate_refusal_demonstrations
+
+        held_out = [p["prompt"] for p in generate_redteam_prompts(0)]
+        demo_records += generate_refusal_demonstrations(n_refusals, seed + 1, exclude=held_out)
+    demonstrations = _jsonl(demo_records)
     paths = {
         "corpus": out_dir / "corpus.txt",
         "prompts": out_dir / "prompts.jsonl",

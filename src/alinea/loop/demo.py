@@ -52,7 +52,7 @@ def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult
     dcfg = cfg.demo_data
     paths = write_demo_data(
         Path(dcfg.out_dir), n_documents=dcfg.n_documents, n_prompts=dcfg.n_prompts,
-        n_demonstrations=dcfg.n_demonstrations, seed=dcfg.seed,
+        n_demonstrations=dcfg.n_demonstrations, seed=dcfg.seed, n_refusals=dcfg.n_refusals,
     )
     console.print(f"corpus, prompts and demonstrations in {dcfg.out_dir}")
     seconds["data"] = time.perf_counter() - start
