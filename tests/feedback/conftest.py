@@ -65,10 +65,10 @@ def pg_schema():
     admin = create_engine(PG_URL)
     with admin.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
-    engine = db.make_engine(FeedbackSettings(db_url=PG_URL, db_schema=schema, pool_size=2))
+    engine = db.make_engine(FeedbackSettings(db_url=PG_URL, db_schema=schema, pool_size=1))
     db.upgrade(engine)
+    yield schema, engine
     engine.dispose()
-    yield schema
     with admin.begin() as connection:
         connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
     admin.dispose()
@@ -86,13 +86,11 @@ def settings(request, tmp_path) -> FeedbackSettings:
         path = tmp_path / "feedback.db"
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return replace(base, db_url=f"sqlite:///{path}")
-    schema = request.getfixturevalue("pg_schema")
+    schema, engine = request.getfixturevalue("pg_schema")
     from sqlalchemy import text
 
-    engine = db.make_engine(FeedbackSettings(db_url=PG_URL, db_schema=schema, pool_size=1))
     with engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-    engine.dispose()
     return replace(base, db_url=PG_URL, db_schema=schema)
 
 
@@ -112,3 +110,79 @@ def make_token(database, username: str) -> str:
     with database.write() as session:
         user = crud.get_user(session, username=username)
         return crud.create_api_token(session, user_id=user.id, name="test")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the app
+
+
+def fake_sampler(messages, n, seed):
+    """A stand-in for a live model: deterministic, different answers per sample, echoes the last user turn."""
+    last = messages[-1]["content"]
+    return [f"sample {k} (seed {seed}) to: {last}" for k in range(n)]
+
+
+@pytest.fixture
+def app(settings):
+    from alinea.feedback.app import create_app
+
+    return create_app(settings, chat_sampler=fake_sampler)
+
+
+@pytest.fixture
+def client(app):
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {token}"}
+
+
+class Api:
+    """Small helpers over the TestClient for the JSON API, as a given user."""
+
+    def __init__(self, client, token: str) -> None:
+        self.client = client
+        self.headers = bearer(token)
+
+    def get(self, path: str, **kw):
+        return self.client.get(f"/api/v1{path}", headers=self.headers, **kw)
+
+    def post(self, path: str, json=None, **kw):
+        return self.client.post(f"/api/v1{path}", json=json, headers=self.headers, **kw)
+
+    def patch(self, path: str, json=None, **kw):
+        return self.client.patch(f"/api/v1{path}", json=json, headers=self.headers, **kw)
+
+
+@pytest.fixture
+def admin(app, client) -> Api:
+    database = app.state.database
+    make_user(database, "admin", "admin")
+    return Api(client, make_token(database, "admin"))
+
+
+def annotator(app, client, name: str) -> Api:
+    database = app.state.database
+    make_user(database, name, "annotator")
+    return Api(client, make_token(database, name))
+
+
+def comparison_items(n: int, **extra) -> list[dict]:
+    return [{"record": {"type": "comparison", "id": f"c{i}", "prompt": f"Question {i}?", "response_a": f"A{i}",
+                        "response_b": f"B{i}", "preference": "a", **extra}} for i in range(n)]
+
+
+def new_project(admin: Api, *, task_type="pairwise", members=(), items=None, **fields) -> int:
+    body = {"name": fields.pop("name", f"{task_type} project"), "task_type": task_type,
+            "guidelines": fields.pop("guidelines", "Be kind."), "members": list(members), **fields}
+    response = admin.post("/projects", body)
+    assert response.status_code == 201, response.text
+    project_id = response.json()["id"]
+    if items:
+        added = admin.post(f"/projects/{project_id}/items", {"items": items})
+        assert added.status_code == 201, added.text
+    return project_id

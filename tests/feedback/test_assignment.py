@@ -34,17 +34,17 @@ def make_project(database, *, overlap=2, gold_rate=0.0, n_items=3, n_gold=0, tas
             parsed = crud.parse_item_objects(((i + 1, comparison(100 + i, preference="b", strength=2))
                                               for i in range(n_gold)), source="g", task_type=task_type, gold=True)
             crud.add_items(session, project=project, parsed=parsed)
-        return Rules.of(project)
+        return Rules.of(project, assignment.current_guideline_version(session.connection(), project.id))
 
 
 def lease(database, rules, user_id, **kw):
-    with database.write() as session:
-        return assignment.lease_next(session, rules=rules, user_id=user_id, **kw)
+    with database.write_connection() as connection:
+        return assignment.lease_next(connection, rules=rules, user_id=user_id, **kw)
 
 
 def submit(database, rules, user_id, item_id, key, answer=None, **kw):
-    with database.write() as session:
-        return assignment.submit(session, rules=rules, user_id=user_id, item_id=item_id,
+    with database.write_connection() as connection:
+        return assignment.submit(connection, rules=rules, user_id=user_id, item_id=item_id,
                                  answer=answer or {"choice": "left", "strength": 2}, idempotency_key=key, **kw)
 
 
@@ -132,10 +132,10 @@ def test_skip_frees_the_slot_and_never_offers_the_item_again(database):
     alice, bob = make_user(database, "alice"), make_user(database, "bob")
     held = lease(database, rules, alice)
     with pytest.raises(Invalid, match="reason"):
-        with database.write() as session:
-            assignment.skip(session, rules=rules, user_id=alice, item_id=held.item_id, reason="  ")
-    with database.write() as session:
-        assignment.skip(session, rules=rules, user_id=alice, item_id=held.item_id, reason="I cannot read Malagasy")
+        with database.write_connection() as connection:
+            assignment.skip(connection, rules=rules, user_id=alice, item_id=held.item_id, reason="  ")
+    with database.write_connection() as connection:
+        assignment.skip(connection, rules=rules, user_id=alice, item_id=held.item_id, reason="I cannot read Malagasy")
     assert lease(database, rules, alice) is None
     assert lease(database, rules, bob).item_id == held.item_id
     with database.read() as session:

@@ -1,4 +1,8 @@
-"""KV-cached sampling: equal to recomputing from scratch, independent of batch padding, correct top-p and stops."""
+"""The sampling engine: equal to recomputing from scratch, independent of batch padding, exact sampling, stops.
+
+Architectures our decoder runs (GPT-2, Llama, Mistral, Qwen2, and Llama with LoRA adapters) are built tiny and random
+here; the trained tiny Llama of conftest covers the text-level `generate`.
+"""
 
 import math
 
@@ -6,14 +10,51 @@ import pytest
 import torch
 
 from alinea.model.causal_lm import load_model_and_tokenizer
-from alinea.model.generation import generate, generate_ids, sample_next
+from alinea.model.generation import (
+    HFCacheDecoder,
+    LlamaDecoder,
+    decoder_for,
+    draw_tokens,
+    generate,
+    generate_ids,
+    prefill_mask,
+    sample_next,
+)
 from alinea.model.tokenizer import stop_token_ids
+
+VOCAB = 97
 
 
 @pytest.fixture(scope="module")
 def lm(pretrained_dir):
     model, tokenizer = load_model_and_tokenizer(pretrained_dir)
     return model.eval(), tokenizer
+
+
+def tiny_lm(kind: str, seed: int = 0):
+    """A random 2-layer causal LM of the given architecture, vocabulary VOCAB, in eval mode."""
+    import transformers
+
+    common = {"vocab_size": VOCAB, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 1}
+    llama_like = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                  "num_key_value_heads": 2, "max_position_embeddings": 64}
+    configs = {
+        "gpt2": lambda: transformers.GPT2Config(n_layer=2, n_embd=32, n_head=4, n_positions=64, **common),
+        "llama": lambda: transformers.LlamaConfig(**llama_like, **common),
+        "mistral": lambda: transformers.MistralConfig(**llama_like, sliding_window=None, **common),
+        "qwen2": lambda: transformers.Qwen2Config(**llama_like, **common),
+    }
+    classes = {"gpt2": "GPT2LMHeadModel", "llama": "LlamaForCausalLM", "mistral": "MistralForCausalLM",
+               "qwen2": "Qwen2ForCausalLM"}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = getattr(transformers, classes[kind])(configs[kind]())
+    if kind == "qwen2":  # q/k/v biases start at zero: make them count
+        with torch.no_grad():
+            for layer in model.model.layers:
+                layer.self_attn.q_proj.bias.normal_(0, 0.5)
+                layer.self_attn.k_proj.bias.normal_(0, 0.5)
+    return model.eval()
 
 
 def greedy_without_cache(model, ids: list[int], n: int) -> list[int]:
@@ -25,24 +66,126 @@ def greedy_without_cache(model, ids: list[int], n: int) -> list[int]:
     return out[len(ids):]
 
 
-def test_cached_greedy_equals_full_recomputation(lm):
-    model, tokenizer = lm
-    ids = tokenizer("The film was", add_special_tokens=False)["input_ids"]
-    new, finished = generate_ids(
-        model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=6,
-        stop_ids=[], pad_id=tokenizer.pad_token_id, temperature=0.0,
-    )
-    assert new[0].tolist() == greedy_without_cache(model, ids, 6)
+def left_pad(rows: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The decoders
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "mistral", "qwen2"])
+def test_our_decoder_runs_each_known_architecture_and_equals_recomputation(kind):
+    model = tiny_lm(kind)
+    assert decoder_for(model, 32) is not None
+    ids = [5, 17, 42, 8, 3]
+    new, finished = generate_ids(model, torch.tensor([ids]), torch.ones(1, 5, dtype=torch.long), max_new_tokens=10,
+                                 stop_ids=[], pad_id=0, temperature=0.0)
+    assert new[0].tolist() == greedy_without_cache(model, ids, 10)
     assert not bool(finished[0])
 
 
-def test_left_padding_does_not_change_answers(lm):
-    model, tokenizer = lm
-    short = "A story:"
-    long = "Write a long and detailed review of the restaurant by the river, please."
-    alone = generate(model, tokenizer, [short], max_new_tokens=6, temperature=0.0)
-    batched = generate(model, tokenizer, [long, short], max_new_tokens=6, temperature=0.0)
-    assert batched[1].token_ids == alone[0].token_ids
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_left_padded_rows_continue_as_they_would_alone(kind):
+    model = tiny_lm(kind, seed=1)
+    rows = [[5, 17, 42, 8, 3, 60, 61], [9, 4], [33, 2, 71, 12]]
+    ids, mask = left_pad(rows)
+    for own in (True, False):  # our decoder, and the model's own forward with a dynamic cache
+        new, _ = generate_ids(model, ids, mask, max_new_tokens=8, stop_ids=[], pad_id=0, temperature=0.0,
+                              use_own_decoder=own)
+        for row, prompt in enumerate(rows):
+            assert new[row].tolist() == greedy_without_cache(model, prompt, 8), (own, row)
+
+
+def test_prefill_attends_causally_to_real_tokens_and_pads_see_themselves():
+    mask = prefill_mask(torch.tensor([[False, True, True], [True, True, True]]))
+    assert mask.shape == (2, 1, 3, 3)
+    assert mask[0, 0].int().tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 1]]  # the pad row sees only itself
+    assert mask[1, 0].int().tolist() == [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+
+
+def test_our_decoder_gives_the_logits_of_the_full_forward():
+    model = tiny_lm("llama", seed=2)
+    ids, mask = left_pad([[5, 17, 42, 8], [9, 4]])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    decoder = decoder_for(model, 6)
+    decoder.start(mask.bool(), 6)
+    with torch.no_grad():
+        first = decoder.prefill(ids, positions)
+        second = decoder.step(torch.tensor([7, 11]), positions[:, -1] + 1, 4)
+        longer = torch.cat([ids, torch.tensor([[7], [11]])], dim=1)
+        full = model(input_ids=longer, attention_mask=torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], 1),
+                     position_ids=(torch.cat([mask, torch.ones(2, 1, dtype=torch.long)], 1).cumsum(-1) - 1).clamp(min=0)
+                     ).logits
+    torch.testing.assert_close(first, full[:, -2], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(second, full[:, -1], atol=1e-5, rtol=1e-5)
+
+
+def test_lora_adapters_stay_live_in_our_decoder():
+    peft = pytest.importorskip("peft")
+    model = peft.get_peft_model(tiny_lm("llama", seed=3), peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5)  # B starts at zero: make the adapters change the outputs
+    model.eval()
+    assert isinstance(decoder_for(model, 32), LlamaDecoder)
+    ids = [5, 17, 42, 8, 3]
+    new, _ = generate_ids(model, torch.tensor([ids]), torch.ones(1, 5, dtype=torch.long), max_new_tokens=8,
+                          stop_ids=[], pad_id=0, temperature=0.0)
+    with_adapters = greedy_without_cache(model, ids, 8)
+    with model.disable_adapter():
+        without = greedy_without_cache(model, ids, 8)
+    assert new[0].tolist() == with_adapters != without
+
+
+def test_unknown_architectures_and_sliding_windows_use_the_models_own_forward():
+    import transformers
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        mistral = transformers.MistralForCausalLM(transformers.MistralConfig(
+            vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+            num_key_value_heads=2, sliding_window=4)).eval()
+    assert decoder_for(mistral, 32) is None  # a window shorter than the sequence: not ours
+    assert decoder_for(mistral, 4) is not None
+    assert decoder_for(_ScriptedLM([[1]]), 8) is None
+    ids = [5, 17, 42, 8, 3, 9]
+    new, _ = generate_ids(mistral, torch.tensor([ids]), torch.ones(1, 6, dtype=torch.long), max_new_tokens=5,
+                          stop_ids=[], pad_id=0, temperature=0.0)
+    assert new[0].tolist() == greedy_without_cache(mistral, ids, 5)
+
+
+def test_the_hf_cache_path_passes_the_keyword_the_model_takes():
+    decoder = HFCacheDecoder(_ScriptedLM([[1]]))
+    assert decoder.cache_arg == "cache" and decoder.logits_arg == {"logits_to_keep": 1}
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Drawing tokens
+
+
+def test_inverse_cdf_draws_follow_the_cumulative_weights_exactly():
+    logits = torch.log(torch.tensor([0.2, 0.0, 0.5, 0.3])).expand(7, 4)  # token 1 has probability 0
+    uniform = torch.tensor([0.0, 0.1999, 0.2001, 0.6999, 0.7001, 0.9999, 1.0 - 2**-24])
+    drawn = draw_tokens(logits, temperature=1.0, top_p=1.0, uniform=uniform)
+    assert drawn.tolist() == [0, 0, 2, 2, 3, 3, 3]
+    first_empty = torch.log(torch.tensor([[0.0, 0.4, 0.6]]))
+    assert draw_tokens(first_empty, temperature=1.0, top_p=1.0, uniform=torch.tensor([0.0])).tolist() == [1]
+
+
+def test_sampled_frequencies_match_the_softmax():
+    # softmax(x / 0.8) by hand: exp(1.25, 0, -1.25, 2.5, 0.625) = (3.4903, 1, 0.2865, 12.1825, 1.8682), sum 18.8275
+    expected = torch.tensor([0.18538, 0.05311, 0.01522, 0.64706, 0.09923], dtype=torch.float64)
+    logits = torch.tensor([1.0, 0.0, -1.0, 2.0, 0.5])
+    n = 40_000
+    drawn = sample_next(logits.expand(n, 5), temperature=0.8, top_p=1.0, generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(drawn, minlength=5).double() / n
+    # 4 standard errors of a share of at most 0.65: 4 * sqrt(0.65 * 0.35 / n) = 0.0095
+    assert torch.allclose(freq, expected, atol=0.0095)
 
 
 def test_top_p_keeps_the_smallest_nucleus():
@@ -56,6 +199,26 @@ def test_top_p_keeps_the_smallest_nucleus():
     assert sample_next(logits[:1], temperature=0.0, top_p=1.0, generator=gen).tolist() == [0]
 
 
+@pytest.mark.parametrize("top_p, in_top_64", [(0.5, True), (0.8, False)])
+def test_top_p_nucleus_over_a_large_shuffled_vocabulary(top_p, in_top_64):
+    # Weights 200, 199, ..., 1 on shuffled token ids: the nucleus is the first k of them, k the smallest count whose
+    # mass reaches top_p. With top_p 0.5 the 64 likeliest tokens hold it (the fast path); with 0.8 they do not.
+    weights = torch.arange(200, 0, -1, dtype=torch.float64)
+    mass_before = (weights.cumsum(0) - weights) / weights.sum()
+    k = int((mass_before < top_p).sum())
+    assert (k <= 64) == in_top_64
+    order = torch.randperm(200, generator=torch.Generator().manual_seed(1))
+    logits = torch.empty(200)
+    logits[order] = weights.log().float()
+    draws = 20_000
+    drawn = sample_next(logits.expand(draws, 200), temperature=1.0, top_p=top_p,
+                        generator=torch.Generator().manual_seed(2))
+    assert set(drawn.tolist()) <= set(order[:k].tolist())
+    assert len(set(drawn.tolist())) > 0.9 * k
+    share_first = (drawn == order[0]).double().mean().item()
+    assert share_first == pytest.approx(200 / weights[:k].sum().item(), abs=0.004)  # 4-5 standard errors
+
+
 def test_temperature_sharpens():
     logits = torch.tensor([[math.log(0.6), math.log(0.4)]]).repeat(4000, 1)
     gen = torch.Generator().manual_seed(1)
@@ -63,6 +226,23 @@ def test_temperature_sharpens():
     cold = (sample_next(logits, temperature=0.25, top_p=1.0, generator=gen) == 0).float().mean().item()
     assert hot == pytest.approx(0.6, abs=0.03)
     assert cold == pytest.approx(0.6**4 / (0.6**4 + 0.4**4), abs=0.03)
+
+
+def test_seeded_sampling_is_reproducible_and_seed_dependent():
+    model = tiny_lm("gpt2", seed=4)
+    ids, mask = left_pad([[5, 17, 42], [9, 4, 8, 8, 2]])
+
+    def sample(seed: int) -> list[list[int]]:
+        new, _ = generate_ids(model, ids, mask, max_new_tokens=12, stop_ids=[], pad_id=0, temperature=1.0, top_p=0.9,
+                              generator=torch.Generator().manual_seed(seed))
+        return new.tolist()
+
+    assert sample(7) == sample(7)
+    assert sample(7) != sample(8)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Stopping and output shape
 
 
 class _ScriptedLM(torch.nn.Module):
@@ -83,14 +263,79 @@ class _ScriptedLM(torch.nn.Module):
         return type("Out", (), {"logits": logits})()
 
 
+def scripted(script, **kwargs):
+    rows = len(script)
+    options = {"max_new_tokens": 4, "stop_ids": [2], "pad_id": 0, "temperature": 0.0, **kwargs}
+    new, finished = generate_ids(_ScriptedLM(script), torch.ones(rows, 3, dtype=torch.long),
+                                 torch.ones(rows, 3, dtype=torch.long), **options)
+    return new.tolist(), finished.tolist()
+
+
 def test_rows_stop_at_their_stop_token_and_are_padded():
-    model = _ScriptedLM([[5, 2, 7, 7], [5, 6, 6, 6]])
+    assert scripted([[5, 2, 7, 7], [5, 6, 6, 6]]) == ([[5, 2, 0, 0], [5, 6, 6, 6]], [True, False])
+
+
+def test_sampling_ends_when_every_row_has_stopped_unless_the_length_is_fixed():
+    assert scripted([[5, 2, 7, 7], [2, 6, 6, 6]]) == ([[5, 2], [2, 0]], [True, True])
+    assert scripted([[5, 2, 7, 7], [2, 6, 6, 6]], fixed_length=True) == ([[5, 2, 0, 0], [2, 0, 0, 0]], [True, True])
+
+
+def test_min_new_tokens_blocks_the_stop_tokens():
+    # With the scripted stop token blocked, every other token has logit -1e9 and argmax picks token 0.
+    assert scripted([[2, 2, 2, 2]], pad_id=9, min_new_tokens=2) == ([[0, 0, 2]], [True])
+    assert scripted([[2, 2, 2, 2]], pad_id=9, min_new_tokens=4) == ([[0, 0, 0, 0]], [False])
+
+
+def test_a_stop_token_ends_a_real_models_row():
+    model = tiny_lm("llama", seed=5)
+    ids = [5, 17, 42, 8, 3]
+    free = greedy_without_cache(model, ids, 6)
+    stop = free[2]
+    new, finished = generate_ids(model, torch.tensor([ids, ids]), torch.ones(2, 5, dtype=torch.long),
+                                 max_new_tokens=6, stop_ids=[stop], pad_id=0, temperature=0.0, fixed_length=True)
+    end = free.index(stop)
+    assert new[0].tolist() == free[: end + 1] + [0] * (5 - end)
+    assert finished.tolist() == [True, True]
+
+
+def test_sampled_ids_can_feed_a_training_forward():
+    model = tiny_lm("llama", seed=6)
+    new, _ = generate_ids(model, torch.tensor([[5, 17, 42]]), torch.ones(1, 3, dtype=torch.long), max_new_tokens=4,
+                          stop_ids=[], pad_id=0, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    assert not new.is_inference()
+    model.train()
+    model(input_ids=new, labels=new).loss.backward()  # would fail on an inference-mode tensor
+    assert model.model.embed_tokens.weight.grad is not None
+
+
+def test_zero_new_tokens_gives_an_empty_answer():
+    new, finished = generate_ids(tiny_lm("gpt2"), torch.tensor([[5, 6]]), torch.ones(1, 2, dtype=torch.long),
+                                 max_new_tokens=0, stop_ids=[1], pad_id=0)
+    assert new.shape == (1, 0) and finished.tolist() == [False]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Text in, text out (the trained tiny Llama)
+
+
+def test_cached_greedy_equals_full_recomputation(lm):
+    model, tokenizer = lm
+    ids = tokenizer("The film was", add_special_tokens=False)["input_ids"]
     new, finished = generate_ids(
-        model, torch.ones(2, 3, dtype=torch.long), torch.ones(2, 3, dtype=torch.long), max_new_tokens=4,
-        stop_ids=[2], pad_id=0, temperature=0.0,
+        model, torch.tensor([ids]), torch.ones(1, len(ids), dtype=torch.long), max_new_tokens=6,
+        stop_ids=[], pad_id=tokenizer.pad_token_id, temperature=0.0,
     )
-    assert new.tolist() == [[5, 2, 0, 0], [5, 6, 6, 6]]
-    assert finished.tolist() == [True, False]
+    assert new[0].tolist() == greedy_without_cache(model, ids, 6)
+    assert not bool(finished[0])
+
+
+def test_left_padding_does_not_change_answers(lm):
+    model, tokenizer = lm
+    short = "A story:"
+    long = "Write a long and detailed review of the restaurant by the river, please."
+    alone = generate(model, tokenizer, [short], max_new_tokens=6, temperature=0.0)
+    batched = generate(model, tokenizer, [long, short], max_new_tokens=6, temperature=0.0)
+    assert batched[1].token_ids == alone[0].token_ids
 
 
 def test_generate_returns_text_and_stops(lm):

@@ -21,14 +21,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import alinea
+from alinea.errors import UserError
 from alinea.feedback import db
 from alinea.feedback.chat import ChatSampler
 from alinea.feedback.db import Database
 from alinea.feedback.errors import FeedbackError, Unauthenticated
 from alinea.feedback.routes import api, pages
+from alinea.feedback.routes.deps import TokenCache
 from alinea.feedback.settings import FeedbackSettings
 
 HERE = Path(__file__).parent
@@ -44,8 +47,11 @@ SECURITY_HEADERS = [
 ]
 
 
-class _TooLarge(Exception):
-    pass
+class _TooLarge(StarletteHTTPException):
+    """Raised while a body is being read: an HTTPException, so that body parsers pass it on as a 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"the request body is larger than {max_bytes} bytes")
 
 
 class BodyLimit:
@@ -78,7 +84,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    raise _TooLarge(self.max_bytes)
             return message
 
         async def send_with_headers(message):
@@ -120,6 +126,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         status = 401 if isinstance(err, Unauthenticated) else err.status
         return _error_response(request, status, err.message, err.details)
 
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, err: UserError) -> Response:
+        """A library's complaint about input (a file that is not gzip, ...) that no route turned into its own."""
+        return _error_response(request, 422, err.message, err.details)
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> Response:
         errors = []
@@ -151,6 +162,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.error("database unavailable: %s", err.orig)
         return _error_response(request, 503, "the database is busy or unreachable; try again shortly")
 
+    @app.exception_handler(PoolTimeout)
+    async def pool_timeout(request: Request, err: PoolTimeout) -> Response:
+        log.error("no database connection free: %s", err)
+        return _error_response(request, 503, "the server is overloaded; try again shortly")
+
 
 def create_app(settings: FeedbackSettings | None = None, *, chat_sampler: ChatSampler | None = None) -> FastAPI:
     """The feedback app for `settings` (migrated on start unless settings.migrate is False).
@@ -180,6 +196,7 @@ def create_app(settings: FeedbackSettings | None = None, *, chat_sampler: ChatSa
     app.state.settings = settings
     app.state.database = database
     app.state.chat_sampler = chat_sampler
+    app.state.token_cache = TokenCache(ttl_s=settings.token_cache_seconds)
     app.state.templates = pages.make_templates()
     _install_error_handlers(app)
     app.include_router(api.router, prefix=API_PREFIX)

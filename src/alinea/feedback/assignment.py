@@ -15,37 +15,61 @@ Rules (issue 5, "Assignment"):
 
 Concurrency: on SQLite every write transaction holds the database's write lock from its first statement
 (`BEGIN IMMEDIATE`, see db.py), so these functions run one at a time. On PostgreSQL the candidate item row is
-locked with `FOR UPDATE SKIP LOCKED` (concurrent annotators take different items instead of queueing on one), the
-slots are re-read after the lock in a fresh statement (READ COMMITTED sees what committed meanwhile), and the unique
-constraints are the last guard: a losing insert is rolled back to a savepoint and the next candidate tried.
+locked with `FOR NO KEY UPDATE SKIP LOCKED` (concurrent annotators take different items instead of queueing on one),
+assignments are only ever inserted under their item's lock, and the unique constraints are the guard: inserts are
+`ON CONFLICT DO NOTHING`, so an insert that loses a race returns no row (instead of aborting the transaction), the
+slots are read again, and the next free slot or the next candidate is tried. Leasing never waits for a lock; a
+submission waits at most for the item's row (to count the judgment), held by a lease that waits for nothing, so no
+two transactions can deadlock.
 Judgment submission is idempotent: `(user_id, idempotency_key)` is unique, and a retry returns the first judgment.
+
+Speed: a judgment with `lease_next` is about eight statements. They are built once, at import, with bound
+parameters (`_Q`): building SQLAlchemy expressions per request cost more than running them.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from alinea.feedback import tasks
-from alinea.feedback.errors import Conflict, Invalid, NotFound
-from alinea.feedback.models import Assignment, Guideline, Item, Judgment, Project, Skip, utcnow
+from alinea.feedback.errors import Conflict, Forbidden, Invalid, NotFound
+from alinea.feedback.models import Assignment, Guideline, Item, Judgment, Project, ProjectMember, Skip, utcnow
 
 MAX_KEY = 128
 MAX_REASON = 1000
 MAX_TIME_MS = 24 * 3600 * 1000
 _CANDIDATE_TRIES = 8
+_BUSY_PAUSES_S = (0.002, 0.005, 0.01, 0.02, 0.05)
+"""PostgreSQL: pauses before looking again when every open item is locked by other annotators' leases."""
 
 
 @dataclass(frozen=True)
 class Rules:
-    """The project settings assignment needs (read once per request)."""
+    """The project settings assignment needs, read once per request (`load_rules`)."""
 
     project_id: int
     task_type: str
@@ -55,13 +79,15 @@ class Rules:
     aspects: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
     scale: tuple[int, int] = (1, 7)
+    guideline_version: int | None = None
+    """The current version of the project's guidelines (None: none written yet)."""
 
     @classmethod
-    def of(cls, project: Project) -> Rules:
+    def of(cls, project: Project, guideline_version: int | None = None) -> Rules:
         return cls(project_id=project.id, task_type=project.task_type, overlap=project.overlap,
                    gold_rate=project.gold_rate, lease_seconds=project.lease_seconds,
                    aspects=tuple(project.aspects or ()), flags=tuple(project.flags or ()),
-                   scale=(project.scale_min, project.scale_max))
+                   scale=(project.scale_min, project.scale_max), guideline_version=guideline_version)
 
 
 @dataclass
@@ -96,181 +122,319 @@ class Submitted:
     created_at: datetime
 
 
-def current_guideline_version(session: Session, project_id: int) -> int | None:
-    return session.scalar(select(func.max(Guideline.version)).where(Guideline.project_id == project_id))
+# ---------------------------------------------------------------------------------------------------------------------
+# the statements, built once
+
+
+def _p(name: str, **kw):
+    return bindparam(name, **kw)
+
+
+_ITEM_VIEW = (Item.id, Item.project_id, Item.messages, Item.responses, Item.language, Item.is_gold)
+
+
+def _not_seen_by_user():
+    """Items the annotator (:user_id) holds no assignment on and has not skipped."""
+    return and_(
+        ~exists().where(Assignment.item_id == Item.id, Assignment.user_id == _p("user_id")),
+        ~exists().where(Skip.item_id == Item.id, Skip.user_id == _p("user_id")),
+    )
+
+
+def _candidate(*, gold: bool):
+    """The next item for :user_id in :project_id, highest priority first, skipping the ids in :passed.
+
+    Regular items come with `used_slots`, the slot numbers held on them ("0,2"), so that on SQLite (one writer at
+    a time, so the view is current) a free slot is taken without reading the slots again.
+    """
+    conditions = [Item.project_id == _p("project_id"), Item.is_gold == (true() if gold else false()),
+                  _not_seen_by_user(), Item.id.not_in(_p("passed", expanding=True))]
+    columns = list(_ITEM_VIEW)
+    if not gold:
+        live = (select(func.count(Assignment.id))
+                .where(Assignment.item_id == Item.id, or_(Assignment.state == "done", Assignment.expires_at > _p("now")))
+                .scalar_subquery())
+        conditions += [Item.complete == false(), live < _p("overlap")]
+        columns.append(select(func.aggregate_strings(cast(Assignment.slot, String), ","))
+                       .where(Assignment.item_id == Item.id).scalar_subquery().label("used_slots"))
+    return select(*columns).where(*conditions).order_by(Item.priority.desc(), Item.id).limit(1)
+
+
+class _Q:
+    """Prebuilt statements; parameters are named after what they hold."""
+
+    rules = (
+        select(Project.id, Project.task_type, Project.overlap, Project.gold_rate, Project.lease_seconds,
+               Project.aspects, Project.flags, Project.scale_min, Project.scale_max,
+               select(func.max(Guideline.version)).where(Guideline.project_id == Project.id)
+               .scalar_subquery().label("version"),
+               exists().where(ProjectMember.project_id == Project.id, ProjectMember.user_id == _p("user_id"))
+               .label("member"))
+        .where(Project.id == _p("project_id"))
+    )
+    held = (
+        select(*_ITEM_VIEW, Assignment.expires_at, Assignment.shown_order)
+        .join(Item, Item.id == Assignment.item_id)
+        .where(Assignment.user_id == _p("user_id"), Assignment.project_id == _p("project_id"),
+               Assignment.state == "active", Assignment.expires_at > _p("now"))
+        .limit(1)
+    )
+    n_leases = select(func.count(Assignment.id)).where(Assignment.user_id == _p("user_id"),
+                                                       Assignment.project_id == _p("project_id"))
+    # Candidate rows are locked FOR NO KEY UPDATE SKIP LOCKED on PostgreSQL (SQLite ignores the clause): not FOR
+    # UPDATE, because the foreign-key checks of inserts that point at the item (its assignments, its judgments)
+    # take KEY SHARE locks on it, which FOR UPDATE would block.
+    gold = _candidate(gold=True).with_for_update(of=Item, skip_locked=True, key_share=True)
+    regular = _candidate(gold=False).with_for_update(of=Item, skip_locked=True, key_share=True)
+    any_open = select(Item.id).where(Item.project_id == _p("project_id"), Item.is_gold == false(),
+                                     Item.complete == false(), _not_seen_by_user()).limit(1)
+    slots = select(Assignment.id, Assignment.slot, Assignment.state, Assignment.expires_at).where(
+        Assignment.item_id == _p("item_id"))
+    # Taking over an expired lease skips it when its owner is submitting right now (its row is locked).
+    take_over = (update(Assignment)
+                 .where(Assignment.id == select(Assignment.id)
+                        .where(Assignment.id == _p("assignment_id"), Assignment.state == "active",
+                               Assignment.expires_at <= _p("now"))
+                        .with_for_update(skip_locked=True).scalar_subquery())
+                 .values(user_id=_p("new_user_id"), leased_at=_p("leased_at"), expires_at=_p("expires_at"),
+                         shown_order=_p("shown_order")))
+    # INSERT ... ON CONFLICT DO NOTHING: a broken unique constraint (a slot or an item taken meanwhile, a key used
+    # before) returns no row instead of raising, which on PostgreSQL would abort the whole transaction.
+    add_assignment = {name: dialect_insert(Assignment).on_conflict_do_nothing().returning(Assignment.id)
+                      for name, dialect_insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))}
+    submission = (
+        select(Assignment.id, Assignment.state, Assignment.shown_order, Assignment.leased_at, Item.responses,
+               Item.is_gold, Item.gold_answer)
+        .join(Item, Item.id == Assignment.item_id)
+        .where(Assignment.item_id == _p("item_id"), Assignment.user_id == _p("user_id"),
+               Assignment.project_id == _p("project_id"))
+    )
+    rules_and_hold = (
+        rules.add_columns(Assignment.id.label("assignment_id"), Assignment.state, Assignment.shown_order,
+                          Assignment.leased_at, Item.responses, Item.is_gold, Item.gold_answer)
+        .outerjoin(Assignment, and_(Assignment.project_id == Project.id, Assignment.item_id == _p("item_id"),
+                                    Assignment.user_id == _p("user_id")))
+        .outerjoin(Item, Item.id == Assignment.item_id)
+    )
+    item_in_project = select(Item.id).where(Item.id == _p("item_id"), Item.project_id == _p("project_id"))
+    replay = select(Judgment.id, Judgment.item_id, Judgment.answer, Judgment.shown_order, Judgment.guideline_version,
+                    Judgment.time_spent_ms, Judgment.created_at).where(Judgment.user_id == _p("user_id"),
+                                                                       Judgment.idempotency_key == _p("key"))
+    finish = (update(Assignment)
+              .where(Assignment.id == _p("assignment_id"), Assignment.user_id == _p("holder_id"),
+                     Assignment.state == "active")
+              .values(state="done"))
+    add_judgment = {name: dialect_insert(Judgment).on_conflict_do_nothing().returning(Judgment.id)
+                    for name, dialect_insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))}
+    count_judgment = (update(Item).where(Item.id == _p("item_id"))
+                      .values(n_done=Item.n_done + 1, complete=Item.n_done + 1 >= _p("overlap")))
+
+
+def load_rules(connection: Connection, *, project_id: int, user_id: int, role: str) -> Rules:
+    """The rules of a project the user may annotate in: 404 when missing, 403 for non-members and viewers."""
+    row = connection.execute(_Q.rules, {"project_id": project_id, "user_id": user_id}).first()
+    return _rules_of_row(row, project_id=project_id, role=role)
+
+
+@dataclass(frozen=True)
+class Hold:
+    """An annotator's assignment on an item, with what judging it needs (see `load_rules_and_hold`)."""
+
+    id: int
+    state: str
+    shown_order: list[int]
+    leased_at: datetime
+    responses: list[str]
+    is_gold: bool
+    gold_answer: dict[str, Any] | None
+
+
+def load_rules_and_hold(connection: Connection, *, project_id: int, user_id: int, role: str,
+                        item_id: int) -> tuple[Rules, Hold | None]:
+    """`load_rules` and the annotator's assignment on the item (None if they hold none) in one statement: the
+    judgment route's first read."""
+    row = connection.execute(_Q.rules_and_hold, {"project_id": project_id, "user_id": user_id,
+                                                 "item_id": item_id}).first()
+    rules = _rules_of_row(row, project_id=project_id, role=role)
+    if row.assignment_id is None:
+        return rules, None
+    return rules, Hold(id=row.assignment_id, state=row.state, shown_order=list(row.shown_order),
+                       leased_at=row.leased_at, responses=list(row.responses), is_gold=row.is_gold,
+                       gold_answer=row.gold_answer)
+
+
+def _rules_of_row(row, *, project_id: int, role: str) -> Rules:
+    if row is None:
+        raise NotFound(f"no project {project_id}")
+    if role != "admin" and not row.member:
+        raise Forbidden(f"you are not assigned to project {project_id}")
+    if role == "viewer":
+        raise Forbidden("viewers can look at projects but not annotate")
+    return Rules(project_id=row.id, task_type=row.task_type, overlap=row.overlap, gold_rate=row.gold_rate,
+                 lease_seconds=row.lease_seconds, aspects=tuple(row.aspects or ()), flags=tuple(row.flags or ()),
+                 scale=(row.scale_min, row.scale_max), guideline_version=row.version)
+
+
+def current_guideline_version(connection: Connection, project_id: int) -> int | None:
+    return connection.execute(select(func.max(Guideline.version)).where(Guideline.project_id == project_id)).scalar()
+
+
+def _is_postgres(connection: Connection) -> bool:
+    return connection.dialect.name == "postgresql"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # leasing
 
 
-def lease_next(session: Session, *, rules: Rules, user_id: int, seed: int = 0,
-               now: datetime | None = None) -> Lease | None:
-    """The annotator's current lease in the project, or a new one; None when nothing is left for them."""
+def _lease_of(row, *, expires: datetime, order: list[int], rules: Rules) -> Lease:
+    return Lease(item_id=row.id, project_id=row.project_id, expires_at=expires, shown_order=order,
+                 messages=list(row.messages), responses=[row.responses[i] for i in order], language=row.language,
+                 guideline_version=rules.guideline_version, is_gold=row.is_gold)
+
+
+def lease_next(connection: Connection, *, rules: Rules, user_id: int, seed: int = 0,
+               now: datetime | None = None, after_submit: bool = False) -> Lease | None:
+    """The annotator's current lease in the project, or a new one; None when nothing is left for them.
+
+    `after_submit`: the caller has just recorded a judgment on the annotator's lease in this transaction, so they
+    hold none and the lookup of a current lease is skipped (one statement less on the hot path).
+    """
     now = now or utcnow()
-    held = session.execute(
-        select(Assignment.item_id, Assignment.expires_at, Assignment.shown_order)
-        .where(Assignment.user_id == user_id, Assignment.project_id == rules.project_id,
-               Assignment.state == "active", Assignment.expires_at > now)
-        .limit(1)
-    ).first()
-    if held is not None:
-        return _lease_view(session, held.item_id, held.expires_at, list(held.shown_order))
+    who = {"user_id": user_id, "project_id": rules.project_id}
+    if not after_submit:
+        held = connection.execute(_Q.held, {**who, "now": now}).first()
+        if held is not None:
+            return _lease_of(held, expires=held.expires_at, order=list(held.shown_order), rules=rules)
     expires = now + timedelta(seconds=rules.lease_seconds)
-    if rules.gold_rate > 0 and _gold_turn(session, rules=rules, user_id=user_id, seed=seed):
-        lease = _lease_gold(session, rules=rules, user_id=user_id, now=now, expires=expires, seed=seed)
-        if lease is not None:
-            return lease
-    return _lease_regular(session, rules=rules, user_id=user_id, now=now, expires=expires, seed=seed)
+    if rules.gold_rate > 0:
+        n_leases = connection.execute(_Q.n_leases, who).scalar() or 0
+        draw = random.Random(f"{seed}:gold:{rules.project_id}:{user_id}:{n_leases}").random()
+        if draw < rules.gold_rate:
+            lease = _lease_gold(connection, rules=rules, user_id=user_id, now=now, expires=expires, seed=seed)
+            if lease is not None:
+                return lease
+    return _lease_regular(connection, rules=rules, user_id=user_id, now=now, expires=expires, seed=seed)
 
 
-def _gold_turn(session: Session, *, rules: Rules, user_id: int, seed: int) -> bool:
-    """Whether this annotator's next lease is a gold one: a seeded draw per (annotator, lease number)."""
-    n_leases = session.scalar(select(func.count(Assignment.id)).where(
-        Assignment.user_id == user_id, Assignment.project_id == rules.project_id)) or 0
-    return random.Random(f"{seed}:gold:{rules.project_id}:{user_id}:{n_leases}").random() < rules.gold_rate
-
-
-def _not_seen_by(user_id: int):
-    """Items this annotator holds no assignment on and has not skipped."""
-    return and_(
-        ~exists().where(Assignment.item_id == Item.id, Assignment.user_id == user_id),
-        ~exists().where(Skip.item_id == Item.id, Skip.user_id == user_id),
-    )
-
-
-def _lease_gold(session: Session, *, rules: Rules, user_id: int, now: datetime, expires: datetime,
+def _lease_gold(connection: Connection, *, rules: Rules, user_id: int, now: datetime, expires: datetime,
                 seed: int) -> Lease | None:
+    passed: list[int] = []
     for _ in range(_CANDIDATE_TRIES):
-        item_id = session.scalar(
-            select(Item.id).where(Item.project_id == rules.project_id, Item.is_gold.is_(True), _not_seen_by(user_id))
-            .order_by(Item.priority.desc(), Item.id).limit(1)
-        )
-        if item_id is None:
+        row = connection.execute(_Q.gold, {"user_id": user_id, "project_id": rules.project_id,
+                                                     "passed": passed}).first()
+        if row is None:
             return None
-        lease = _insert_assignment(session, rules=rules, item_id=item_id, user_id=user_id, slot=None, now=now,
+        lease = _insert_assignment(connection, rules=rules, row=row, user_id=user_id, slot=None, now=now,
                                    expires=expires, seed=seed)
         if lease is not None:
             return lease
+        passed.append(row.id)
     return None
 
 
-def _lease_regular(session: Session, *, rules: Rules, user_id: int, now: datetime, expires: datetime,
+def _lease_regular(connection: Connection, *, rules: Rules, user_id: int, now: datetime, expires: datetime,
                    seed: int) -> Lease | None:
-    taken = (select(func.count(Assignment.id))
-             .where(Assignment.item_id == Item.id, or_(Assignment.state == "done", Assignment.expires_at > now))
-             .scalar_subquery())
-    query = (select(Item.id)
-             .where(Item.project_id == rules.project_id, Item.is_gold.is_(False), Item.n_done < rules.overlap,
-                    _not_seen_by(user_id), taken < rules.overlap)
-             .order_by(Item.priority.desc(), Item.id).limit(1))
-    postgres = session.get_bind().dialect.name == "postgresql"
-    passed: set[int] = set()
-    for attempt in range(_CANDIDATE_TRIES):
-        candidate = query.where(Item.id.not_in(passed)) if passed else query
-        if postgres:
-            # Skip rows other annotators are leasing right now; when every candidate is locked, wait for one.
-            candidate = candidate.with_for_update(of=Item, skip_locked=attempt < _CANDIDATE_TRIES // 2)
-        item_id = session.scalar(candidate)
-        if item_id is None:
-            if postgres and attempt < _CANDIDATE_TRIES // 2:
-                continue  # every candidate was locked: look again, waiting for the lock from the halfway mark
+    """The best open item for the annotator, and a slot on it.
+
+    PostgreSQL: the candidate row is locked with SKIP LOCKED, so concurrent annotators spread over different items
+    instead of queueing on the first one, and every insert of an assignment happens under its item's lock. No
+    statement here ever waits for a lock (a lease may run in the transaction that just judged another item and
+    holds that item's row): when every open item is locked by someone, it looks again a few times after a short
+    pause, then answers None (nothing for now). The unique (item, slot) and (item, annotator) constraints are the
+    guard for correctness; the locks only keep annotators out of each other's way.
+    """
+    postgres = _is_postgres(connection)
+    passed: list[int] = []
+    pauses = list(_BUSY_PAUSES_S) if postgres else []
+    for _ in range(_CANDIDATE_TRIES + len(pauses)):
+        params = {"user_id": user_id, "project_id": rules.project_id, "now": now, "overlap": rules.overlap,
+                  "passed": passed}
+        row = connection.execute(_Q.regular, params).first()
+        if row is None:
+            if pauses and connection.execute(_Q.any_open, params).first() is not None:
+                time.sleep(pauses.pop(0))  # open items exist, all locked for an instant by other annotators
+                continue
             return None
-        lease = _take_slot(session, rules=rules, item_id=item_id, user_id=user_id, now=now, expires=expires,
-                           seed=seed)
+        lease = None
+        if not postgres:
+            # SQLite runs one writer at a time, so the slots read with the candidate are current: take a free one.
+            used = {int(slot) for slot in (row.used_slots or "").split(",") if slot}
+            free = [slot for slot in range(rules.overlap) if slot not in used]
+            if free:
+                lease = _insert_assignment(connection, rules=rules, row=row, user_id=user_id, slot=free[0], now=now,
+                                           expires=expires, seed=seed)
+        if lease is None:
+            # PostgreSQL: the candidate's snapshot was taken before its lock was won, so read the slots again in a
+            # fresh statement: with the item locked nobody adds one meanwhile, so the insert meets no uncommitted
+            # row with its key (waiting for one while the writer waits for this item's lock would deadlock).
+            lease = _take_slot(connection, rules=rules, row=row, user_id=user_id, now=now, expires=expires, seed=seed)
         if lease is not None:
             return lease
-        passed.add(item_id)
+        passed.append(row.id)
     return None
 
 
-def _take_slot(session: Session, *, rules: Rules, item_id: int, user_id: int, now: datetime, expires: datetime,
+def _take_slot(connection: Connection, *, rules: Rules, row, user_id: int, now: datetime, expires: datetime,
                seed: int) -> Lease | None:
     """A free slot of the item, or the slot of an expired lease; None when it filled up meanwhile."""
-    rows = session.execute(
-        select(Assignment.id, Assignment.slot, Assignment.state, Assignment.expires_at)
-        .where(Assignment.item_id == item_id)
-    ).all()
-    live = [r for r in rows if r.state == "done" or r.expires_at > now]
+    slots = connection.execute(_Q.slots, {"item_id": row.id}).all()
+    live = [s for s in slots if s.state == "done" or s.expires_at > now]
     if len(live) >= rules.overlap:
         return None
-    used = {r.slot for r in rows}
+    used = {s.slot for s in slots}
     free = [slot for slot in range(rules.overlap) if slot not in used]
     if free:
-        return _insert_assignment(session, rules=rules, item_id=item_id, user_id=user_id, slot=free[0], now=now,
+        return _insert_assignment(connection, rules=rules, row=row, user_id=user_id, slot=free[0], now=now,
                                   expires=expires, seed=seed)
-    for row in rows:
-        if row.state == "active" and row.expires_at <= now and row.slot is not None and row.slot < rules.overlap:
-            order = _order(session, item_id, user_id, seed)
-            taken_over = session.execute(
-                update(Assignment)
-                .where(Assignment.id == row.id, Assignment.state == "active", Assignment.expires_at <= now)
-                .values(user_id=user_id, leased_at=now, expires_at=expires, shown_order=order)
-            ).rowcount
+    order = tasks.shown_order(len(row.responses), item_id=row.id, user_id=user_id, seed=seed)
+    for slot in slots:
+        if slot.state == "active" and slot.expires_at <= now and slot.slot is not None and slot.slot < rules.overlap:
+            taken_over = connection.execute(_Q.take_over, {
+                "assignment_id": slot.id, "now": now, "new_user_id": user_id, "leased_at": now,
+                "expires_at": expires, "shown_order": order}).rowcount
             if taken_over == 1:
-                return _lease_view(session, item_id, expires, order)
+                return _lease_of(row, expires=expires, order=order, rules=rules)
     return None
 
 
-def _order(session: Session, item_id: int, user_id: int, seed: int) -> list[int]:
-    n = len(session.scalar(select(Item.responses).where(Item.id == item_id)) or [])
-    return tasks.shown_order(n, item_id=item_id, user_id=user_id, seed=seed)
-
-
-def _insert_assignment(session: Session, *, rules: Rules, item_id: int, user_id: int, slot: int | None,
-                       now: datetime, expires: datetime, seed: int) -> Lease | None:
-    order = _order(session, item_id, user_id, seed)
-    try:
-        with session.begin_nested():
-            session.execute(insert(Assignment).values(
-                item_id=item_id, project_id=rules.project_id, user_id=user_id, slot=slot, state="active",
-                leased_at=now, expires_at=expires, shown_order=order))
-    except IntegrityError:
+def _insert_assignment(connection: Connection, *, rules: Rules, row, user_id: int, slot: int | None, now: datetime,
+                       expires: datetime, seed: int) -> Lease | None:
+    order = tasks.shown_order(len(row.responses), item_id=row.id, user_id=user_id, seed=seed)
+    added = connection.execute(_Q.add_assignment[connection.dialect.name], {
+        "item_id": row.id, "project_id": rules.project_id, "user_id": user_id, "slot": slot,
+        "state": "active", "leased_at": now, "expires_at": expires, "shown_order": order}).first()
+    if added is None:
         return None  # another annotator took this slot, or this annotator leased the item in a parallel request
-    return _lease_view(session, item_id, expires, order)
-
-
-def _lease_view(session: Session, item_id: int, expires: datetime, order: list[int]) -> Lease:
-    item = session.execute(
-        select(Item.project_id, Item.messages, Item.responses, Item.language, Item.is_gold).where(Item.id == item_id)
-    ).one()
-    return Lease(
-        item_id=item_id, project_id=item.project_id, expires_at=expires, shown_order=order,
-        messages=list(item.messages), responses=[item.responses[i] for i in order], language=item.language,
-        guideline_version=current_guideline_version(session, item.project_id), is_gold=item.is_gold,
-    )
+    return _lease_of(row, expires=expires, order=order, rules=rules)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # skipping
 
 
-def skip(session: Session, *, rules: Rules, user_id: int, item_id: int, reason: str) -> None:
+def skip(connection: Connection, *, rules: Rules, user_id: int, item_id: int, reason: str) -> None:
     """Give a leased item back with a reason: its slot is freed, and it is never offered to this annotator again."""
     if not isinstance(reason, str) or not reason.strip():
         raise Invalid("reason: why you skip (a non-empty string)")
     if len(reason) > MAX_REASON:
         raise Invalid(f"reason: at most {MAX_REASON} characters, found {len(reason)}")
-    held = session.scalar(select(Assignment).where(Assignment.item_id == item_id, Assignment.user_id == user_id,
-                                                   Assignment.project_id == rules.project_id))
+    held = connection.execute(_Q.submission, {"item_id": item_id, "user_id": user_id,
+                                              "project_id": rules.project_id}).first()
     if held is None or held.state != "active":
         raise Conflict(f"item {item_id}: you hold no lease on it to skip"
                        + (" (you already judged it)" if held is not None else ""))
-    session.delete(held)
-    session.add(Skip(item_id=item_id, project_id=rules.project_id, user_id=user_id, reason=reason.strip()))
-    session.flush()
+    connection.execute(delete(Assignment).where(Assignment.id == held.id))
+    connection.execute(insert(Skip).values(item_id=item_id, project_id=rules.project_id, user_id=user_id,
+                                           reason=reason.strip(), created_at=utcnow()))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # judgments
 
 
-def _replay(session: Session, *, user_id: int, key: str) -> Submitted | None:
-    row = session.execute(
-        select(Judgment.id, Judgment.item_id, Judgment.answer, Judgment.shown_order, Judgment.guideline_version,
-               Judgment.time_spent_ms, Judgment.created_at)
-        .where(Judgment.user_id == user_id, Judgment.idempotency_key == key)
-    ).first()
+def _replay(connection: Connection, *, user_id: int, key: str) -> Submitted | None:
+    row = connection.execute(_Q.replay, {"user_id": user_id, "key": key}).first()
     if row is None:
         return None
     return Submitted(judgment_id=row.id, item_id=row.item_id, replayed=True, answer=row.answer,
@@ -278,44 +442,57 @@ def _replay(session: Session, *, user_id: int, key: str) -> Submitted | None:
                      time_spent_ms=row.time_spent_ms, created_at=row.created_at)
 
 
-def submit(session: Session, *, rules: Rules, user_id: int, item_id: int, answer: Mapping[str, Any],
-           idempotency_key: str, time_spent_ms: int | None = None, guideline_version: int | None = None,
-           now: datetime | None = None) -> Submitted:
-    """Record a judgment on a leased item, or return the judgment already recorded under this idempotency key.
-
-    `answer` is in screen positions (see tasks.py); `guideline_version` is the version the annotator was shown
-    (default: the current one); `time_spent_ms` is measured by the client (default: since the lease).
-    """
-    now = now or utcnow()
-    if not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= MAX_KEY:
-        raise Invalid(f"idempotency_key: a string of 1 to {MAX_KEY} characters (a fresh random id per judgment)")
-    replay = _replay(session, user_id=user_id, key=idempotency_key)
+def _replay_or_conflict(connection: Connection, *, user_id: int, item_id: int, key: str, why: str) -> Submitted:
+    """The earlier judgment when this submission is a retry (same key, same item); else Conflict(why)."""
+    replay = _replay(connection, user_id=user_id, key=key)
     if replay is not None:
         if replay.item_id != item_id:
             raise Conflict(f"idempotency_key: already used for a judgment on item {replay.item_id}; "
                            "use a new key for each judgment")
         return replay
-    held = session.execute(
-        select(Assignment.id, Assignment.state, Assignment.shown_order, Assignment.leased_at, Assignment.slot)
-        .where(Assignment.item_id == item_id, Assignment.user_id == user_id, Assignment.project_id == rules.project_id)
-    ).first()
-    if held is None:
-        if session.scalar(select(Item.id).where(Item.id == item_id, Item.project_id == rules.project_id)) is None:
+    raise Conflict(why)
+
+
+_UNREAD: Any = object()
+
+
+def submit(connection: Connection, *, rules: Rules, user_id: int, item_id: int, answer: Mapping[str, Any],
+           idempotency_key: str, time_spent_ms: int | None = None, guideline_version: int | None = None,
+           now: datetime | None = None, held: Hold | None = _UNREAD) -> Submitted:
+    """Record a judgment on a leased item, or return the judgment already recorded under this idempotency key.
+
+    `answer` is in screen positions (see tasks.py); `guideline_version` is the version the annotator was shown
+    (default: the current one); `time_spent_ms` is measured by the client (default: since the lease). `held` is
+    the annotator's assignment on the item when the caller has read it already (`load_rules_and_hold`).
+    """
+    now = now or utcnow()
+    if not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= MAX_KEY:
+        raise Invalid(f"idempotency_key: a string of 1 to {MAX_KEY} characters (a fresh random id per judgment)")
+    who = {"item_id": item_id, "user_id": user_id, "project_id": rules.project_id}
+    if held is _UNREAD:
+        row = connection.execute(_Q.submission, who).first()
+        held = None if row is None else Hold(id=row.id, state=row.state, shown_order=list(row.shown_order),
+                                             leased_at=row.leased_at, responses=list(row.responses),
+                                             is_gold=row.is_gold, gold_answer=row.gold_answer)
+    if held is None or held.state == "done":
+        # Most often a retry of a submission that went through (the answer was lost on the way back).
+        if held is None and _replay(connection, user_id=user_id, key=idempotency_key) is None and \
+                connection.execute(_Q.item_in_project, who).first() is None:
             raise NotFound(f"item {item_id}: no such item in project {rules.project_id}")
-        raise Conflict(f"item {item_id}: you hold no lease on it (it expired and went to another annotator, or "
-                       "was never leased to you); ask for the next item")
-    if held.state == "done":
-        raise Conflict(f"item {item_id}: you already judged it")
-    item = session.execute(select(Item.responses, Item.is_gold, Item.gold_answer).where(Item.id == item_id)).one()
-    shape = tasks.TaskShape(task_type=rules.task_type, n_responses=len(item.responses), aspects=rules.aspects,
+        return _replay_or_conflict(
+            connection, user_id=user_id, item_id=item_id, key=idempotency_key,
+            why=f"item {item_id}: you already judged it" if held is not None else
+            f"item {item_id}: you hold no lease on it (it expired and went to another annotator, or was never "
+            "leased to you); ask for the next item")
+    shape = tasks.TaskShape(task_type=rules.task_type, n_responses=len(held.responses), aspects=rules.aspects,
                             flags=rules.flags, scale=rules.scale,
-                            original=item.responses[0] if rules.task_type == "demonstration" and item.responses
+                            original=held.responses[0] if rules.task_type == "demonstration" and held.responses
                             else None)
     try:
         canonical = tasks.canonical_answer(shape, answer, held.shown_order)
     except tasks.AnswerError as err:
         raise Invalid(f"answer.{err.field}: {err.expected}") from None
-    current = current_guideline_version(session, rules.project_id)
+    current = rules.guideline_version
     if guideline_version is not None and (current is None or not 1 <= guideline_version <= current):
         raise Invalid(f"guideline_version: a version of this project's guidelines (1 to {current or 0}), "
                       f"found {guideline_version}")
@@ -323,36 +500,28 @@ def submit(session: Session, *, rules: Rules, user_id: int, item_id: int, answer
         time_spent_ms = int((now - held.leased_at).total_seconds() * 1000)
     time_spent_ms = max(0, min(int(time_spent_ms), MAX_TIME_MS))
     # The conditional update is what makes the slot ours: a take-over of an expired lease changes user_id first.
-    won = session.execute(
-        update(Assignment).where(Assignment.id == held.id, Assignment.user_id == user_id,
-                                 Assignment.state == "active").values(state="done")
-    ).rowcount
+    won = connection.execute(_Q.finish, {"assignment_id": held.id, "holder_id": user_id}).rowcount
     if won != 1:
         # Either a parallel retry of this very submission got there first (PostgreSQL: we waited on its row lock),
         # or the lease expired and another annotator took the slot over.
-        replay = _replay(session, user_id=user_id, key=idempotency_key)
+        return _replay_or_conflict(connection, user_id=user_id, item_id=item_id, key=idempotency_key,
+                                   why=f"item {item_id}: your lease expired and the item went to another annotator")
+    version = guideline_version if guideline_version is not None else current
+    correct = tasks.gold_correct(rules.task_type, canonical, held.gold_answer) if held.is_gold else None
+    judgment_id = connection.execute(_Q.add_judgment[connection.dialect.name], {
+        "item_id": item_id, "project_id": rules.project_id, "user_id": user_id,
+        "idempotency_key": idempotency_key, "task_type": rules.task_type, "answer": canonical,
+        "shown_order": list(held.shown_order), "guideline_version": version, "time_spent_ms": time_spent_ms,
+        "is_gold": held.is_gold, "gold_correct": correct, "created_at": now,
+    }).scalar()
+    if judgment_id is None:
+        # The key was used before (for another item), or a parallel retry committed first.
+        replay = _replay(connection, user_id=user_id, key=idempotency_key)
         if replay is not None and replay.item_id == item_id:
             return replay
-        if session.scalar(select(Judgment.id).where(Judgment.item_id == item_id, Judgment.user_id == user_id)):
-            raise Conflict(f"item {item_id}: you already judged it")
-        raise Conflict(f"item {item_id}: your lease expired and the item went to another annotator")
-    version = guideline_version if guideline_version is not None else current
-    correct = tasks.gold_correct(rules.task_type, canonical, item.gold_answer) if item.is_gold else None
-    try:
-        with session.begin_nested():
-            judgment_id = session.execute(insert(Judgment).values(
-                item_id=item_id, project_id=rules.project_id, user_id=user_id, idempotency_key=idempotency_key,
-                task_type=rules.task_type, answer=canonical, shown_order=list(held.shown_order),
-                guideline_version=version, time_spent_ms=time_spent_ms, is_gold=item.is_gold,
-                gold_correct=correct, created_at=now,
-            ).returning(Judgment.id)).scalar_one()
-    except IntegrityError:
-        # A parallel retry with the same key committed first: answer as a retry.
-        replay = _replay(session, user_id=user_id, key=idempotency_key)
-        if replay is None:
-            raise Conflict(f"item {item_id}: you already judged it") from None
-        return replay
-    session.execute(update(Item).where(Item.id == item_id).values(n_done=Item.n_done + 1))
+        raise Conflict(f"idempotency_key: already used for a judgment on item {replay.item_id}; use a new key for "
+                       "each judgment" if replay else f"item {item_id}: you already judged it")
+    connection.execute(_Q.count_judgment, {"item_id": item_id, "overlap": rules.overlap})
     return Submitted(judgment_id=judgment_id, item_id=item_id, replayed=False, answer=canonical,
                      shown_order=list(held.shown_order), guideline_version=version, time_spent_ms=time_spent_ms,
                      created_at=now)

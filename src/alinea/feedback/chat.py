@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alinea.feedback import assignment, schemas
+from alinea.feedback import schemas
 from alinea.feedback.assignment import Rules
 from alinea.feedback.errors import Conflict, FeedbackError, Invalid, NotFound
 from alinea.feedback.models import ChatConversation, Item, utcnow
@@ -43,8 +43,7 @@ def start(session: Session, *, rules: Rules, user_id: int, item_id: int | None =
             raise NotFound(f"item {item_id}: no such item in project {rules.project_id}")
         messages = list(seed)
     conversation = ChatConversation(project_id=rules.project_id, user_id=user_id, messages=messages, pending=None,
-                                    turns=[], guideline_version=assignment.current_guideline_version(
-                                        session, rules.project_id))
+                                    turns=[], guideline_version=rules.guideline_version)
     session.add(conversation)
     session.flush()
     return conversation

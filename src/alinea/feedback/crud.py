@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from alinea.data.jsonl import iter_json_lines
 from alinea.data.records import RecordError, describe_value, parse_record
+from alinea.errors import UserError
 from alinea.feedback import security, tasks
 from alinea.feedback.errors import Conflict, Forbidden, Invalid, NotFound
 from alinea.feedback.models import (
@@ -47,20 +48,28 @@ MAX_IMPORT_ITEMS = 100_000
 # users
 
 
-def create_user(session: Session, *, username: str, password: str, role: str, display_name: str = "",
+NO_PASSWORD = "!"
+"""The stored hash of an account that cannot log in with a password (API tokens only): no argon2 hash matches it."""
+
+
+def create_user(session: Session, *, username: str, password: str | None, role: str, display_name: str = "",
                 locale: str | None = None) -> User:
-    """A new active user; Invalid for a bad name, role or password, Conflict when the name is taken."""
+    """A new active user; Invalid for a bad name, role or password, Conflict when the name is taken.
+
+    `password=None` makes an account for programs (the loop's simulated annotators): it works with API tokens only.
+    """
     if not isinstance(username, str) or not USERNAME.fullmatch(username):
         raise Invalid(f"username: 1 to 64 letters, digits or _.@- (starting with a letter or digit), "
                       f"found {describe_value(username)}")
     if role not in ROLES:
         raise Invalid(f"role: one of {', '.join(ROLES)}, found {describe_value(role)}")
-    problem = security.check_password_rules(password)
+    problem = security.check_password_rules(password) if password is not None else None
     if problem:
         raise Invalid(f"password: {problem}")
     if session.scalar(select(User.id).where(User.username == username)) is not None:
         raise Conflict(f"username: {username!r} is taken")
-    user = User(username=username, password_hash=security.hash_password(password), role=role,
+    password_hash = security.hash_password(password) if password is not None else NO_PASSWORD
+    user = User(username=username, password_hash=password_hash, role=role,
                 display_name=display_name or username, locale=locale, active=True)
     session.add(user)
     session.flush()
@@ -234,6 +243,10 @@ def update_project(session: Session, *, project: Project, overlap: int | None = 
                         ("description", description), ("archived", archived)):
         if value is not None:
             setattr(project, name, value)
+    if overlap is not None:
+        session.flush()
+        session.execute(update(Item).where(Item.project_id == project.id)
+                        .values(complete=Item.n_done >= project.overlap))
     return project
 
 
@@ -372,27 +385,33 @@ def parse_item_file(data: bytes, *, name: str, task_type: str, gold: bool) -> Pa
 
 
 def parse_item_path(path: Path, *, task_type: str, gold: bool, shown_name: str | None = None) -> ParsedItems:
-    """Check a JSONL file of records on disk (see `parse_item_objects`)."""
+    """Check a JSONL file of records on disk (see `parse_item_objects`); JSON and encoding problems and record
+    problems are reported together, in line order."""
     source = shown_name or str(path)
     objects: list[tuple[int, Any]] = []
-    errors: list[str] = []
-    for line in iter_json_lines(path):
+    errors: list[tuple[int, str]] = []
+    try:
+        lines = list(iter_json_lines(path))
+    except UserError as err:  # not gzip although named .gz, unreadable
+        raise Invalid(err.message.replace(str(path), source)) from None
+    for line in lines:
         if line.problem is not None:
-            errors.append(f"{source}:{line.line}: {line.problem[0]}: {line.problem[1]}")
+            errors.append((line.line, f"{source}:{line.line}: {line.problem[0]}: {line.problem[1]}"))
         else:
             objects.append((line.line, line.value))
+    located: dict[int, str] = {}
     try:
-        parsed = parse_item_objects(objects, source=source, task_type=task_type, gold=gold)
+        parsed = parse_item_objects(objects, source=source, task_type=task_type, gold=gold,
+                                    locate=lambda n: located.setdefault(n, f"{source}:{n}"))
     except Invalid as err:
         if not errors:
             raise
-        errors.extend(err.details)
-        parsed = None
+        by_prefix = {text: n for n, text in located.items()}
+        for detail in err.details:
+            errors.append((by_prefix.get(detail.split(": ", 1)[0], 0), detail))
     if errors:
-        errors.sort(key=lambda e: int(e[len(source) + 1:].split(":", 1)[0]))
         raise Invalid(f"{len(errors)} line(s) of {source} cannot be imported; nothing was imported. "
-                      "Each is listed as file:line: field: expected.", details=errors)
-    assert parsed is not None
+                      "Each is listed as file:line: field: expected.", details=[text for _, text in sorted(errors)])
     return parsed
 
 
@@ -406,7 +425,7 @@ def add_items(session: Session, *, project: Project, parsed: ParsedItems, priori
             project_id=project.id, external_id=content.external_id, messages=content.messages,
             responses=content.responses, language=content.language, tags=content.tags,
             meta=dict(metas[i]) if metas else {}, priority=priorities[i] if priorities else priority,
-            is_gold=gold[i], gold_answer=content.gold_answer, n_done=0,
+            is_gold=gold[i], gold_answer=content.gold_answer, n_done=0, complete=False,
         ))
     session.add_all(rows)
     session.flush()
@@ -444,7 +463,7 @@ def project_progress(session: Session, *, project: Project) -> dict[str, Any]:
         .where(Item.project_id == project.id, Item.is_gold.is_(False))
     ).one()
     complete = session.scalar(select(func.count(Item.id)).where(
-        Item.project_id == project.id, Item.is_gold.is_(False), Item.n_done >= project.overlap)) or 0
+        Item.project_id == project.id, Item.is_gold.is_(False), Item.complete.is_(True))) or 0
     gold = session.scalar(select(func.count(Item.id)).where(Item.project_id == project.id,
                                                              Item.is_gold.is_(True))) or 0
     judgments = session.scalar(select(func.count(Judgment.id)).where(Judgment.project_id == project.id)) or 0

@@ -17,10 +17,11 @@ from an installed package too.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -78,8 +79,8 @@ def _postgres_engine(settings: FeedbackSettings) -> Engine:
         settings.db_url,
         connect_args=connect_args,
         pool_size=settings.pool_size,
-        max_overflow=settings.pool_size,
-        pool_pre_ping=True,
+        max_overflow=2,  # the hot routes use at most pool_size at once (see routes.deps.run_db); pages a few more
+        pool_recycle=3600,  # no pre-ping: it would cost a round trip per request; a dropped connection errors once
     )
 
 
@@ -105,8 +106,15 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.backend = engine.dialect.name
+        # SQLite has one write lock per database; threads of this process queue for it here, in order, instead of
+        # polling it through SQLite's busy handler (which sleeps up to 100 ms between tries).
+        self._write_turn = threading.Lock() if self.backend == "sqlite" else contextlib.nullcontext()
         self._writer = sessionmaker(engine, expire_on_commit=False)
         self._reader = sessionmaker(engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False)
+
+    def writer_busy(self) -> bool:
+        """SQLite: whether a thread of this process holds the write lock right now (False on PostgreSQL)."""
+        return self.backend == "sqlite" and self._write_turn.locked()
 
     @classmethod
     def from_settings(cls, settings: FeedbackSettings) -> Database:
@@ -115,17 +123,21 @@ class Database:
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
         """A session in one write transaction: committed when the block ends, rolled back if it raises."""
-        with self._writer() as session, session.begin():
+        with self._write_turn, self._writer() as session, session.begin():
             yield session
 
     @contextlib.contextmanager
+    def write_connection(self) -> Iterator[Connection]:
+        """A Core connection in one write transaction (the hot paths: leasing and judging skip the ORM session)."""
+        with self._write_turn, self.engine.begin() as connection:
+            yield connection
+
+    @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
-        """A session for reading (on SQLite it does not take the write lock); never commits."""
+        """A session for reading (on SQLite it does not take the write lock); never commits. Closing it ends the
+        transaction without expiring what was loaded, so objects stay readable after the block."""
         with self._reader() as session:
-            try:
-                yield session
-            finally:
-                session.rollback()
+            yield session
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -166,7 +167,10 @@ class Item(Base):
     """A prompt and 0..9 candidate responses to be judged. `meta` (e.g. which model wrote what) is admin-only."""
 
     __tablename__ = "items"
-    __table_args__ = (Index("ix_items_queue", "project_id", "is_gold", "n_done", "priority"),)
+    __table_args__ = (
+        # The lease query walks this index: open items of a project, highest priority first, then oldest.
+        Index("ix_items_queue", "project_id", "is_gold", "complete", text("priority DESC"), "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -185,6 +189,8 @@ class Item(Base):
     """The known answer of a gold item, in the task's canonical answer form (see tasks.py)."""
     n_done: Mapped[int] = mapped_column(Integer, default=0)
     """Judgments recorded for this item."""
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    """n_done >= the project's overlap (kept in step on every judgment and overlap change; indexed for leasing)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -112,9 +112,11 @@ class MeUpdate(Strict):
 class ProjectCreate(Strict):
     name: Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_no_nul)]
     task_type: TaskType
-    overlap: Annotated[int, Field(ge=1, le=50)] = 3
+    overlap: Annotated[int, Field(ge=1, le=50)] | None = None
+    """Distinct annotators per item (default: the server's default_overlap)."""
     gold_rate: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
-    lease_seconds: Annotated[int, Field(ge=10, le=7 * 24 * 3600)] = 900
+    lease_seconds: Annotated[int, Field(ge=10, le=7 * 24 * 3600)] | None = None
+    """How long an annotator holds an item (default: the server's default_lease_seconds)."""
     description: Annotated[str, Field(max_length=20_000), AfterValidator(_no_nul)] = ""
     guidelines: Annotated[str, Field(max_length=200_000), AfterValidator(_no_nul)] = ""
     aspects: Annotated[list[ShortText], Field(max_length=20)] = []
@@ -137,7 +139,8 @@ class ProjectPublic(BaseModel):
     task_type: str
     description: str
     overlap: int
-    gold_rate: float
+    gold_rate: float | None
+    """Admins only (null for others: gold items are mixed in silently)."""
     lease_seconds: int
     aspects: list[str]
     flags: list[str]

@@ -7,8 +7,8 @@ How a batch is sampled:
 1. **Prefill**: one forward pass over the left-padded prompts writes every layer's keys and values into a cache and
    returns logits for the last position only.
 2. **Decode**: each step feeds one token per sequence, at position `prompt_len + t`, and samples the next token.
-   A sequence that emits a stop token is finished: later tokens are `pad_id` (its row keeps running, masked by
-   nothing and read by no one, so that the batch stays rectangular) until every row is finished.
+   A sequence that emits a stop token is finished: its later tokens are `pad_id` (its row is still computed, so that
+   the batch stays rectangular, and the result thrown away) until every row is finished.
 
 Two ways to run the model, picked per call by `decoder_for`:
 
@@ -39,6 +39,9 @@ from alinea.model.tokenizer import stop_token_ids
 NUCLEUS_CANDIDATES = 64
 """On CPU, top-p first looks among this many most likely tokens and sorts the whole vocabulary only when their
 probability mass is below top_p (a full sort of a 32 x 8192 batch costs about 9 ms, `topk(64)` about 0.3 ms)."""
+
+_SDPA_HAS_GQA = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 5)
+"""`scaled_dot_product_attention(enable_gqa=True)` arrived in torch 2.5."""
 
 CHECK_FINISHED_EVERY = {"cpu": 1, "other": 8}
 """Decode steps between checks whether every row has stopped: each check waits for the device (free on a CPU)."""
@@ -77,10 +80,10 @@ def draw_tokens(logits: torch.Tensor, *, temperature: float, top_p: float, unifo
     if temperature <= 0:
         return logits.argmax(dim=-1)
     scores = logits.float() * (1.0 / temperature)  # (batch, vocab)
+    probs = torch.softmax(scores, dim=-1)
     if top_p >= 1.0:
-        weights = (scores - scores.amax(dim=-1, keepdim=True)).exp_()  # unnormalised probabilities, max 1
-        return _invert_cdf(weights, uniform)
-    sorted_probs, sorted_ids = _nucleus_candidates(torch.softmax(scores, dim=-1), top_p)
+        return _invert_cdf(probs, uniform)
+    sorted_probs, sorted_ids = _nucleus_candidates(probs, top_p)
     mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
     # Keep a token when the mass before it is below top_p: the smallest set reaching top_p (at least one token).
     weights = sorted_probs * (mass_before < top_p)
@@ -103,12 +106,12 @@ def _invert_cdf(weights: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
 
     `weights` (batch, n) are non-negative with a positive sum; `uniform` (batch,) lies in [0, 1). The running sum is in
     float64 so that even a 150k vocabulary keeps each token's share exact to about 1e-16. A token of weight 0 owns an
-    empty interval and is never drawn.
+    empty interval and is never drawn. A float32 uniform is at most 1 - 2^-24, so in float64 u * total stays below
+    total and the index stays below n.
     """
-    cumulative = weights.to(torch.float64).cumsum_(dim=-1)  # (batch, n)
-    total = cumulative[:, -1:]
-    target = uniform.to(torch.float64).unsqueeze(-1) * total
-    target = torch.minimum(target, torch.nextafter(total, torch.zeros_like(total)))  # u * total < total, always
+    wide = torch.float32 if weights.device.type == "mps" else torch.float64  # MPS has no float64
+    cumulative = weights.cumsum(dim=-1, dtype=wide)  # (batch, n)
+    target = uniform.to(wide).unsqueeze(-1) * cumulative[:, -1:]  # (batch, 1)
     return torch.searchsorted(cumulative, target, right=True).squeeze(-1)
 
 
@@ -241,9 +244,18 @@ class StaticKVDecoder:
         self.n_layers = n_layers
         self.cache: KVCache | None = None
         self.valid: torch.Tensor | None = None  # (batch, 1, 1, total_len) bool, or None without padding
+        self.head_t: torch.Tensor | None = None  # lm_head weight as (width, vocab), on CPU
+        self.head_bias: torch.Tensor | None = None
 
     def start(self, prompt_mask: torch.Tensor, total_len: int) -> None:
         self.cache = KVCache(self.n_layers, total_len)
+        head = self.lm.lm_head
+        self.head_t = self.head_bias = None
+        if prompt_mask.device.type == "cpu" and type(head) is torch.nn.Linear and head.weight.numel() <= 2**26:
+            # A (width, vocab) copy of the head made once per call: on a CPU, multiplying by it was about 10% faster
+            # per step than by the transposed (vocab, width) weight (the largest matrix product of a step).
+            self.head_t = head.weight.t().contiguous()
+            self.head_bias = head.bias
         self.valid = None
         if not bool(prompt_mask.all()):
             batch, prompt_len = prompt_mask.shape
@@ -253,13 +265,7 @@ class StaticKVDecoder:
 
     def prefill(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Logits (batch, vocab) at the last prompt position; fills the cache for positions 0..prompt_len-1."""
-        mask = None
-        if self.valid is not None:
-            n = input_ids.shape[1]
-            causal = torch.ones(n, n, dtype=torch.bool, device=input_ids.device).tril_()
-            mask = causal & self.valid[..., :n]  # (batch, 1, n, n)
-            # A pad position may see only pads; letting it see itself keeps its (unused) output finite, not NaN.
-            mask |= torch.eye(n, dtype=torch.bool, device=input_ids.device)
+        mask = None if self.valid is None else prefill_mask(self.valid[:, 0, 0, : input_ids.shape[1]])
         return self.forward(input_ids, positions, start=0, mask=mask)
 
     def step(self, token: torch.Tensor, position: torch.Tensor, start: int) -> torch.Tensor:
@@ -270,29 +276,46 @@ class StaticKVDecoder:
     def attend(self, layer: int, query, key, value, *, start: int, mask, scale: float) -> torch.Tensor:
         """Cache key/value (batch, kv_heads, n, d) at `start`; attention of query (batch, heads, n, d) over the cache.
 
-        Returns (batch, n, heads * d). A decode step (n = 1) is two batched matrix products and a softmax: on a CPU
-        that is steadier than `scaled_dot_product_attention`, whose flash kernel took from 0.12 to 3.6 ms for the
-        same (32, 4, 1, 64) query over 96 cached positions with 2 threads.
+        Returns (batch, n, heads * d). Without a mask, prefill (n > 1, start 0) is causal and a decode step (n = 1)
+        sees every cached position.
         """
         keys, values = self.cache.write(layer, start, key, value)
         batch, heads, n, head_dim = query.shape
-        kv_heads = keys.shape[1]
-        if n == 1:
-            # Grouped-query attention without copying keys: the query heads sharing a kv head become its rows.
-            grouped = query.reshape(batch, kv_heads, heads // kv_heads, head_dim)  # (batch, kv_heads, group, d)
-            scores = torch.matmul(grouped, keys.transpose(-1, -2)).mul_(scale)  # (batch, kv_heads, group, seen)
-            if mask is not None:
-                scores.masked_fill_(~mask, float("-inf"))
-            out = torch.matmul(torch.softmax(scores, dim=-1), values)  # (batch, kv_heads, group, d)
-            return out.reshape(batch, 1, heads * head_dim)
-        extra = {"enable_gqa": True} if kv_heads != heads else {}
+        if keys.shape[1] != heads:  # grouped-query attention: each kv head serves heads // kv_heads query heads
+            if _SDPA_HAS_GQA:
+                extra = {"enable_gqa": True}
+            else:
+                keys = keys.repeat_interleave(heads // keys.shape[1], dim=1)
+                values = values.repeat_interleave(heads // values.shape[1], dim=1)
+                extra = {}
+        else:
+            extra = {}
         out = F.scaled_dot_product_attention(
-            query, keys, values, attn_mask=mask, is_causal=mask is None, scale=scale, **extra,
+            query, keys, values, attn_mask=mask, is_causal=mask is None and n > 1, scale=scale, **extra,
         )  # (batch, heads, n, d)
         return out.transpose(1, 2).reshape(batch, n, heads * head_dim)
 
+    def logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        """The LM head on the final-normed last hidden state (batch, width) -> (batch, vocab)."""
+        if self.head_t is not None:
+            out = torch.matmul(last_hidden, self.head_t)
+            return out if self.head_bias is None else out.add_(self.head_bias)
+        return self.lm.lm_head(last_hidden)
+
     def forward(self, input_ids, positions, *, start: int, mask) -> torch.Tensor:
         raise NotImplementedError
+
+
+def prefill_mask(prompt_mask: torch.Tensor) -> torch.Tensor:
+    """Which prompt positions each prompt position attends to: (batch, 1, n, n) bool from (batch, n) bool.
+
+    Causal, without pad keys, and every position sees itself: a left pad position would otherwise see nothing, and
+    some attention kernels (the math one before torch 2.5) then return NaN, which would reach the cache.
+    """
+    n = prompt_mask.shape[-1]
+    causal = torch.ones(n, n, dtype=torch.bool, device=prompt_mask.device).tril_()
+    mask = causal & prompt_mask[:, None, None, :]
+    return mask | torch.eye(n, dtype=torch.bool, device=prompt_mask.device)
 
 
 class Gpt2Decoder(StaticKVDecoder):
@@ -320,7 +343,7 @@ class Gpt2Decoder(StaticKVDecoder):
             out = self.attend(layer, query, key, value, start=start, mask=mask, scale=_gpt2_scale(attn))
             hidden = attn.c_proj(out) + hidden
             hidden = _gpt2_mlp(block.mlp, block.ln_2(hidden)) + hidden
-        return self.lm.lm_head(body.ln_f(hidden[:, -1]))  # logits at the last position only
+        return self.logits(body.ln_f(hidden[:, -1]))  # logits at the last position only
 
 
 def _gpt2_scale(attn) -> float:
@@ -384,7 +407,7 @@ class LlamaDecoder(StaticKVDecoder):
             out = self.attend(layer, query, key, value, start=start, mask=mask, scale=attn.scaling)
             hidden = hidden + attn.o_proj(out)
             hidden = hidden + block.mlp(block.post_attention_layernorm(hidden))
-        return self.lm.lm_head(body.norm(hidden[:, -1]))  # logits at the last position only
+        return self.logits(body.norm(hidden[:, -1]))  # logits at the last position only
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

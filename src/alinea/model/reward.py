@@ -10,6 +10,7 @@ the raw logits, and `normalise` applies them.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,3 +127,273 @@ def set_normalisation(model: PreTrainedModel, norm: Normalisation, **extra) -> N
 def raw_rewards(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     """(N, T) right-padded sequences -> (N, heads) raw rewards at each sequence's last real token."""
     return model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Shared-prefix forward: the prompt once for all of its answers, the last block only where the reward is read
+
+
+@dataclass
+class PrefixSharing:
+    """Sequences grouped by a shared prefix (the prompt of a comparison's two answers, of a ranking's K), packed.
+
+    Every real token appears once in `tokens`: first each group's prefix, then each sequence's suffix (the rest of the
+    sequence after its group's prefix). Attention runs in two padded layouts, prefixes (G, P) and suffixes (S, A);
+    `prefix_slots` / `suffix_slots` say where each packed token sits in them (row * width + column), and are None
+    when no row is padded (then the packed order is the padded order). Build it with `pack_shared_prefixes`.
+    """
+
+    tokens: torch.Tensor  # (N,) token ids: prefix tokens, then suffix tokens
+    positions: torch.Tensor  # (N,) position of each token in its whole sequence
+    prefix_lengths: torch.Tensor  # (G,)
+    suffix_lengths: torch.Tensor  # (S,) at least 1: the reward is read at a suffix's last token
+    group: torch.Tensor  # (S,) the prefix (group) of each sequence
+    readout: torch.Tensor  # (S,) index into `tokens` of each sequence's last token
+    prefix_slots: torch.Tensor | None  # (sum of prefix_lengths,) or None (no padding)
+    suffix_slots: torch.Tensor | None  # (sum of suffix_lengths,) or None
+    prefix_width: int  # P = longest prefix (0 when no group shares anything)
+    suffix_width: int  # A = longest suffix
+    n_prefix_tokens: int  # tokens[:n_prefix_tokens] are the prefixes'
+
+    def to(self, device) -> PrefixSharing:
+        moved = {name: (value.to(device) if isinstance(value, torch.Tensor) else value)
+                 for name, value in self.__dict__.items()}
+        return PrefixSharing(**moved)
+
+
+def _common_prefix_length(sequences: list[list[int]]) -> int:
+    first = sequences[0]
+    length = min(len(s) for s in sequences)
+    for other in sequences[1:]:
+        n = 0
+        while n < length and other[n] == first[n]:
+            n += 1
+        length = n
+    return length
+
+
+def pack_shared_prefixes(groups: list[list[list[int]]], pad_id: int | None) -> PrefixSharing | None:
+    """Pack groups of token sequences (in order: group 0's sequences, then group 1's, ...) around shared prefixes.
+
+    A group's prefix is the longest prefix its sequences share, shortened so that every sequence keeps at least its
+    last token as suffix (a single sequence: everything but its last token). Returns None where the shared-prefix
+    forward would read the reward elsewhere than a plain forward: an empty sequence, or one that ends with the pad id
+    (transformers reads the last token that is not the pad id).
+    """
+    prefixes, suffixes, group_of = [], [], []
+    for g, sequences in enumerate(groups):
+        if not sequences or any(not s or s[-1] == pad_id for s in sequences):
+            return None
+        n = min(_common_prefix_length(sequences), min(len(s) for s in sequences) - 1)
+        prefixes.append(sequences[0][:n])
+        suffixes.extend(s[n:] for s in sequences)
+        group_of.extend([g] * len(sequences))
+    prefix_lengths = [len(p) for p in prefixes]
+    suffix_lengths = [len(s) for s in suffixes]
+    width_p, width_a = max(prefix_lengths), max(suffix_lengths)
+    tokens = [t for p in prefixes for t in p] + [t for s in suffixes for t in s]
+    positions = [i for n in prefix_lengths for i in range(n)]
+    positions += [prefix_lengths[g] + j for g, n in zip(group_of, suffix_lengths, strict=True) for j in range(n)]
+    n_prefix = sum(prefix_lengths)
+    readout = [n_prefix + end - 1 for end in itertools.accumulate(suffix_lengths)]
+
+    def slots(lengths: list[int], width: int) -> torch.Tensor | None:
+        if all(n == width for n in lengths):
+            return None
+        return torch.tensor([row * width + j for row, n in enumerate(lengths) for j in range(n)], dtype=torch.long)
+
+    return PrefixSharing(
+        tokens=torch.tensor(tokens, dtype=torch.long), positions=torch.tensor(positions, dtype=torch.long),
+        prefix_lengths=torch.tensor(prefix_lengths, dtype=torch.long),
+        suffix_lengths=torch.tensor(suffix_lengths, dtype=torch.long),
+        group=torch.tensor(group_of, dtype=torch.long), readout=torch.tensor(readout, dtype=torch.long),
+        prefix_slots=slots(prefix_lengths, width_p), suffix_slots=slots(suffix_lengths, width_a),
+        prefix_width=width_p, suffix_width=width_a, n_prefix_tokens=n_prefix,
+    )
+
+
+class _GPT2Parts:
+    """The pieces of a `GPT2ForSequenceClassification` the shared-prefix forward calls (same modules, same maths)."""
+
+    def __init__(self, model) -> None:
+        self.body = model.transformer
+        self.layers = list(self.body.h)
+        self.width = model.config.n_embd
+        self.heads = self.kv_heads = model.config.n_head
+
+    def embed(self, tokens: torch.Tensor, positions: torch.Tensor):  # (N,) -> (N, D), no rotary tables
+        return self.body.drop(self.body.wte(tokens) + self.body.wpe(positions)), None
+
+    def norm_in(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
+        return self.layers[i].ln_1(hidden)
+
+    def qkv(self, i: int, x: torch.Tensor, rope, rows: torch.Tensor | None = None):
+        """Queries (of `rows` only, when given), keys and values, each (n, heads, head_dim)."""
+        projection, d = self.layers[i].attn.c_attn, self.width  # Conv1D: x @ weight (D, 3D) + bias
+        if rows is None:
+            q, k, v = projection(x).split(d, dim=-1)
+        else:
+            k, v = torch.addmm(projection.bias[d:], x, projection.weight[:, d:]).split(d, dim=-1)
+            q = torch.addmm(projection.bias[:d], x[rows], projection.weight[:, :d])
+        return (t.unflatten(-1, (self.heads, -1)) for t in (q, k, v))
+
+    def scaling(self, i: int) -> float:
+        return self.layers[i].attn.scaling
+
+    def attn_out(self, i: int, attended: torch.Tensor) -> torch.Tensor:
+        attn = self.layers[i].attn
+        return attn.resid_dropout(attn.c_proj(attended))
+
+    def mlp(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
+        return self.layers[i].mlp(self.layers[i].ln_2(hidden))
+
+    def norm_out(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.body.ln_f(hidden)
+
+
+class _LlamaParts:
+    """The pieces of a `LlamaForSequenceClassification` the shared-prefix forward calls (same modules, same maths)."""
+
+    def __init__(self, model) -> None:
+        from transformers.models.llama.modeling_llama import rotate_half
+
+        self.rotate_half = rotate_half
+        self.body = model.model
+        self.layers = list(self.body.layers[: model.config.num_hidden_layers])
+        self.heads = model.config.num_attention_heads
+        self.kv_heads = model.config.num_key_value_heads
+
+    def embed(self, tokens: torch.Tensor, positions: torch.Tensor):
+        hidden = self.body.embed_tokens(tokens)  # (N, D)
+        cos, sin = self.body.rotary_emb(hidden.unsqueeze(0), positions.unsqueeze(0))  # (1, N, head_dim) each
+        return hidden, (cos[0].unsqueeze(1), sin[0].unsqueeze(1))  # (N, 1, head_dim): broadcast over heads
+
+    def norm_in(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
+        return self.layers[i].input_layernorm(hidden)
+
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        return x * cos + self.rotate_half(x) * sin  # RoPE (Su et al. 2021), as transformers' apply_rotary_pos_emb
+
+    def qkv(self, i: int, x: torch.Tensor, rope, rows: torch.Tensor | None = None):
+        attn, (cos, sin) = self.layers[i].self_attn, rope
+        k = self._rotate(attn.k_proj(x).unflatten(-1, (self.kv_heads, -1)), cos, sin)
+        v = attn.v_proj(x).unflatten(-1, (self.kv_heads, -1))
+        if rows is not None:
+            x, cos, sin = x[rows], cos[rows], sin[rows]
+        q = self._rotate(attn.q_proj(x).unflatten(-1, (self.heads, -1)), cos, sin)
+        return q, k, v
+
+    def scaling(self, i: int) -> float:
+        return self.layers[i].self_attn.scaling
+
+    def attn_out(self, i: int, attended: torch.Tensor) -> torch.Tensor:
+        return self.layers[i].self_attn.o_proj(attended)
+
+    def mlp(self, i: int, hidden: torch.Tensor) -> torch.Tensor:
+        return self.layers[i].mlp(self.layers[i].post_attention_layernorm(hidden))
+
+    def norm_out(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.body.norm(hidden)
+
+
+def _parts_of(model):
+    """The architecture's pieces, or None where the shared-prefix forward would not compute what `model()` does."""
+    from transformers import GPT2ForSequenceClassification, LlamaForSequenceClassification
+
+    checkpointing = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else (
+        "is_gradient_checkpointing")  # renamed in transformers 5
+    if getattr(model, checkpointing, False):
+        return None  # the user asked for recomputation to save memory: keep the model's own forward
+    if model.training and any(m.p > 0 for m in model.modules() if isinstance(m, torch.nn.Dropout)):
+        return None
+    config = model.config
+    if type(model) is GPT2ForSequenceClassification:
+        if config.add_cross_attention or config.reorder_and_upcast_attn:
+            return None
+        return _GPT2Parts(model)
+    if type(model) is LlamaForSequenceClassification:
+        if model.training and config.attention_dropout > 0:
+            return None
+        return _LlamaParts(model)
+    return None
+
+
+def supports_shared_prefix(model) -> bool:
+    """True when `shared_prefix_rewards` gives this model's rewards (GPT-2 and Llama, without dropout in training)."""
+    return _parts_of(model) is not None
+
+
+def _padded(x: torch.Tensor, slots: torch.Tensor | None, rows: int, width: int) -> torch.Tensor:
+    """Packed (n, heads, d) -> (rows, heads, width, d), zeros where a row is padded."""
+    if slots is not None:
+        x = x.new_zeros(rows * width, *x.shape[1:]).index_copy(0, slots, x)
+    return x.view(rows, width, *x.shape[1:]).transpose(1, 2)
+
+
+def _packed(x: torch.Tensor, slots: torch.Tensor | None) -> torch.Tensor:
+    """(rows, heads, width, d) -> packed (n, heads * d): the inverse of `_padded`."""
+    x = x.transpose(1, 2).flatten(0, 1).flatten(1)
+    return x if slots is None else x.index_select(0, slots)
+
+
+def shared_prefix_rewards(model, packed: PrefixSharing) -> torch.Tensor:
+    """(S, heads) rewards of the packed sequences: the same numbers as `model(input_ids, attention_mask).logits` on
+    the right-padded whole sequences, with less work.
+
+    1. Each group's prefix goes through the model once. Its keys and values at every layer are indexed out to all of
+       the group's sequences (a copy, not a recomputation), and each suffix attends over its prefix's keys and its
+       own earlier tokens, at the positions it has in the whole sequence. The backward pass sums the gradients the
+       prefix gets from each of its sequences. 64 prompt + 2 x 64 answer tokens are 192 token positions, not 256.
+    2. The last block computes keys and values everywhere (the read-out attends to them) but its query, attention
+       output, MLP, the final norm and the score head only at each sequence's last token, the one the reward is
+       read at (a causal model's last position depends on no later one).
+    Raises ValueError for a model `supports_shared_prefix` rejects.
+    """
+    parts = _parts_of(model)
+    if parts is None:
+        raise ValueError(f"{type(model).__name__}: no shared-prefix forward for this model (see supports_shared_prefix)")
+    n_groups, n_seqs = packed.prefix_lengths.shape[0], packed.group.shape[0]
+    width_p, width_a, n_p = packed.prefix_width, packed.suffix_width, packed.n_prefix_tokens
+    device = packed.tokens.device
+    repeat = parts.heads // parts.kv_heads  # grouped-query attention: each key/value head serves `repeat` queries
+
+    # Which keys each query sees, as (S, 1, queries, P + A) booleans: its group's real prefix tokens, then the
+    # suffix's tokens up to itself. Padded query rows see at least themselves, so no row is all masked (no NaN).
+    prefix_keys = torch.arange(width_p, device=device) < packed.prefix_lengths[packed.group].unsqueeze(1)  # (S, P)
+    causal = torch.ones(width_a, width_a, dtype=torch.bool, device=device).tril()  # (A, A)
+    suffix_mask = torch.cat([prefix_keys.unsqueeze(1).expand(-1, width_a, -1),
+                             causal.expand(n_seqs, -1, -1)], dim=-1).unsqueeze(1)  # (S, 1, A, P + A)
+    real_suffix = torch.arange(width_a, device=device) < packed.suffix_lengths.unsqueeze(1)  # (S, A)
+    readout_mask = torch.cat([prefix_keys, real_suffix], dim=-1)[:, None, None, :]  # (S, 1, 1, P + A)
+
+    def keys_values(k: torch.Tensor, v: torch.Tensor):
+        """Packed (N, kv_heads, d) -> prefix (G, heads, P, d) and each sequence's prefix + suffix (S, heads, P+A, d)."""
+        if repeat > 1:
+            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
+        k_p, v_p = (_padded(t[:n_p], packed.prefix_slots, n_groups, width_p) for t in (k, v))
+        k_s, v_s = (_padded(t[n_p:], packed.suffix_slots, n_seqs, width_a) for t in (k, v))
+        if width_p == 0:
+            return k_p, v_p, k_s, v_s
+        return k_p, v_p, torch.cat([k_p[packed.group], k_s], dim=2), torch.cat([v_p[packed.group], v_s], dim=2)
+
+    attention = torch.nn.functional.scaled_dot_product_attention
+    hidden, rope = parts.embed(packed.tokens, packed.positions)  # (N, D)
+    last = len(parts.layers) - 1
+    for i in range(last):
+        q, k, v = parts.qkv(i, parts.norm_in(i, hidden), rope)
+        k_p, v_p, k_all, v_all = keys_values(k, v)
+        scale = parts.scaling(i)
+        q_s = _padded(q[n_p:], packed.suffix_slots, n_seqs, width_a)
+        attended = _packed(attention(q_s, k_all, v_all, attn_mask=suffix_mask, scale=scale), packed.suffix_slots)
+        if width_p:  # the packed order: prefix tokens first
+            q_p = _padded(q[:n_p], packed.prefix_slots, n_groups, width_p)
+            attended_p = _packed(attention(q_p, k_p, v_p, is_causal=True, scale=scale), packed.prefix_slots)
+            attended = torch.cat([attended_p, attended])
+        hidden = hidden + parts.attn_out(i, attended)
+        hidden = hidden + parts.mlp(i, hidden)
+    q, k, v = parts.qkv(last, parts.norm_in(last, hidden), rope, rows=packed.readout)  # q: (S, heads, d)
+    _, _, k_all, v_all = keys_values(k, v)
+    attended = attention(q.unsqueeze(2), k_all, v_all, attn_mask=readout_mask, scale=parts.scaling(last))
+    read = hidden[packed.readout] + parts.attn_out(last, attended.flatten(1))  # (S, D)
+    read = read + parts.mlp(last, read)
+    return model.score(parts.norm_out(read))  # (S, heads)

@@ -31,6 +31,7 @@ from alinea.config import AlineaConfig, DPOConfig
 from alinea.errors import UserError
 from alinea.losses import IGNORE_INDEX, dpo_loss, shift_for_next_token, token_nll
 from alinea.model.causal_lm import load_model, load_model_and_tokenizer, save_checkpoint
+from alinea.model.fast import fuse_activations
 from alinea.train.loop import CausalLMLoss, TrainResult, num_processes, train_loop
 from alinea.train.padding import right_pad
 from alinea.train.sft import EncodedConversation, encode_conversation, truncate
@@ -111,18 +112,94 @@ def collate_pairs(pairs: list[EncodedPair], pad_id: int) -> DPOBatch:
 
 
 def sequence_logps(model: nn.Module, input_ids, attention_mask, labels, *, average: bool = False) -> torch.Tensor:
-    """(rows,) summed (or, with `average`, mean) log-probs of the labelled tokens; logits only at those positions."""
+    """(rows,) summed (or, with `average`, mean) log-probs of the labelled tokens; logits only at those positions.
+
+    When the rows are the two halves of a DPO batch (row i and row i + R/2 are the chosen and rejected answers of one
+    pair), the prefix the two rows share (the prompt) runs once: see `_pair_prefix_hidden`.
+    """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (R, L, H)
     targets = shift_for_next_token(labels)  # (R, L)
     keep = targets != IGNORE_INDEX
-    logits = base.get_output_embeddings()(hidden[keep])  # (N, V)
+    rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(keep)[keep]  # (N,)
+    prefix_len = _pair_prefix_lengths(input_ids, attention_mask)
+    if prefix_len is None:
+        hidden = base.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (R, L, H)
+        picked = hidden[keep]  # (N, H)
+    else:
+        picked = _pair_prefix_hidden(base.get_decoder(), input_ids, attention_mask, prefix_len, keep)  # (N, H)
+    logits = base.get_output_embeddings()(picked)  # (N, V)
     token_logps = -token_nll(logits, targets[keep]).float()  # (N,)
-    rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(keep)[keep]
     total = torch.zeros(labels.shape[0], device=labels.device).index_add(0, rows, token_logps)
     if average:
         total = total / keep.sum(-1).clamp(min=1)
     return total
+
+
+MIN_SHARED_PREFIX = 8
+"""Shortest mean shared prefix (tokens) for which a DPO batch runs its prompts once (below it, one plain forward)."""
+
+
+def _pair_prefix_lengths(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
+    """(R/2,) tokens that row i and row i + R/2 share from the start (both real tokens, equal ids), or None when the
+    batch has an odd number of rows or the shared prefixes are too short to be worth a second pass."""
+    n_rows, width = input_ids.shape
+    if n_rows < 2 or n_rows % 2:
+        return None
+    half = n_rows // 2
+    same = (input_ids[:half] == input_ids[half:]) & attention_mask[:half].bool() & attention_mask[half:].bool()
+    prefix_len = same.long().cumprod(dim=1).sum(dim=1)  # (R/2,) length of the run of equal tokens from column 0
+    prefix_len = prefix_len.clamp(max=width - 1)  # at least one token of each row runs in the second pass
+    if float(prefix_len.float().mean()) < MIN_SHARED_PREFIX:
+        return None
+    return prefix_len
+
+
+def _pair_prefix_hidden(decoder, input_ids, attention_mask, prefix_len, keep) -> torch.Tensor:
+    """Hidden states (N, H) at the `keep` positions of every row (row-major, as `hidden[keep]`), computed with each
+    pair's shared prefix run once.
+
+    Pass 1 runs the prefixes (R/2 rows, right-padded to the longest) with a KV cache; the cache is copied to both
+    rows of each pair; pass 2 runs each row's remaining tokens (shifted left to column 0) on top of it, at their
+    original positions, with the prefix padding masked. Causal attention makes this the same function as one forward
+    over the whole rows (a prefix's states do not depend on what follows it), with the prompt work halved; gradients
+    flow through the cache into the prefix pass. Right-padded rows are assumed (as `collate_pairs` makes them).
+    """
+    from transformers import DynamicCache
+
+    from alinea.train.rollout import kv_cache_argument
+
+    n_rows, width = input_ids.shape
+    half = n_rows // 2
+    device = input_ids.device
+    columns = torch.arange(width, device=device)
+    prefix_width = int(prefix_len.max())
+    pair_of_row = torch.arange(n_rows, device=device) % half  # (R,)
+    row_prefix = prefix_len[pair_of_row]  # (R,)
+    prefix_mask = (columns[:prefix_width].unsqueeze(0) < prefix_len.unsqueeze(1)).long()  # (R/2, C)
+    cache = DynamicCache()
+    cache_arg = {kv_cache_argument(decoder): cache}
+    prefix_hidden = decoder(
+        input_ids=input_ids[:half, :prefix_width], attention_mask=prefix_mask,
+        position_ids=columns[:prefix_width].unsqueeze(0).expand(half, -1), use_cache=True, **cache_arg,
+    ).last_hidden_state  # (R/2, C, H)
+    cache.reorder_cache(pair_of_row)  # (R/2, ...) -> (R, ...)
+    rest_width = width - int(prefix_len.min())
+    source = row_prefix.unsqueeze(1) + columns[:rest_width].unsqueeze(0)  # (R, S) original column of each token
+    inside = source < width
+    source = source.clamp(max=width - 1)
+    rest_ids = input_ids.gather(1, source)  # (R, S)
+    rest_mask = attention_mask.gather(1, source) * inside  # (R, S)
+    rest_hidden = decoder(
+        input_ids=rest_ids, attention_mask=torch.cat([prefix_mask[pair_of_row], rest_mask], dim=1),
+        position_ids=source, use_cache=True, **cache_arg,
+    ).last_hidden_state  # (R, S, H)
+    # Row r's states: its pair's prefix (pass 1, columns 0..C-1) then its own tokens (pass 2, from column C); the
+    # state of original column t is at t when t < the row's prefix length, else at C + t - prefix length.
+    states = torch.cat([prefix_hidden[pair_of_row], rest_hidden], dim=1)  # (R, C + S, H)
+    row_index, column = keep.nonzero(as_tuple=True)  # row-major, the order of hidden[keep]
+    shared = row_prefix[row_index]
+    picked = states[row_index, torch.where(column < shared, column, prefix_width + column - shared)]  # (N, H)
+    return picked
 
 
 class DPOLoss(CausalLMLoss):
@@ -195,6 +272,7 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None, out: str | Path 
     if len(encoded) < 2:
         raise UserError(f"dpo: fewer than 2 pairs fit max_len {dcfg.max_len}.")
     reference = load_model(dcfg.reference) if dcfg.reference else copy.deepcopy(model)
+    fuse_activations(reference)  # same function, one kernel (model/fast.py), as TrainStep does for the policy
     pad_id = tokenizer.pad_token_id
     fill_reference_logps(reference, encoded, pad_id, batch_size=max(dcfg.batch_size, 8), average=dcfg.loss == "ipo")
     del reference

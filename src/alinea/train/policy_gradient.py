@@ -52,6 +52,7 @@ from alinea.config import AlineaConfig, GroupRLConfig, PPOConfig, RLConfig
 from alinea.errors import UserError
 from alinea.losses import grpo_policy_loss, kl_penalty, masked_mean, ppo_policy_loss, ppo_value_loss
 from alinea.model.causal_lm import load_model, load_model_and_tokenizer, save_checkpoint
+from alinea.model.fast import fuse_activations
 from alinea.progress import progress_bar
 from alinea.train.loop import Interrupted, example_indices, resolve_precision
 from alinea.train.rewards import RewardInputs, RewardMix
@@ -154,25 +155,28 @@ class PolicyGradientTrainer:
                 f"the model's context of {context} tokens; lower one of them."
             )
         _disable_dropout(policy)
+        fuse_activations(policy)  # same function, one kernel (model/fast.py); the reference copy inherits it
         if rcfg.lora:
             policy = _add_lora(policy, rcfg)
             self.reference = None  # the policy with its adapters disabled is the reference
         else:
             self.reference = load_model(rcfg.reference) if rcfg.reference else copy.deepcopy(policy)
             _disable_dropout(self.reference)
+            fuse_activations(self.reference)
             self.reference.requires_grad_(False).eval().to(self.acc.device)
         if self.reference is not None and self.reference.config.vocab_size != policy.config.vocab_size:
             raise UserError(f"{algorithm}.reference: its vocabulary differs from the policy's.")
 
         params = [p for p in policy.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=rcfg.lr, eps=rcfg.adam_eps, weight_decay=rcfg.weight_decay)
+        self.optimizer = _adamw(params, lr=rcfg.lr, eps=rcfg.adam_eps, weight_decay=rcfg.weight_decay)
         self.value_model = None
         self.critic_optimizer = None
         if isinstance(rcfg, PPOConfig):
             critic = _build_critic(rcfg, self.rewards, seed=rcfg.seed)
             _disable_dropout(critic)
+            fuse_activations(critic)
             value_model = ValueModel(critic)
-            self.critic_optimizer = torch.optim.AdamW(
+            self.critic_optimizer = _adamw(
                 [p for p in value_model.parameters() if p.requires_grad], lr=rcfg.critic_lr, eps=rcfg.adam_eps,
                 weight_decay=rcfg.weight_decay,
             )
@@ -398,6 +402,21 @@ class PolicyGradientTrainer:
         local["kl_coef"] = self.kl_ctl.value
         return local
 
+    def run_step(self, step: int) -> tuple[Rollout, dict[str, float]]:
+        """One whole RL step (every phase, then the KL controller's update); returns the rollout and its metrics,
+        with `episodes_per_s` and `time_<phase>`. Raises `NonFiniteLoss` from the update (nothing of the step kept)."""
+        timer = PhaseTimer()
+        started = time.perf_counter()
+        rollout = self.collect(step, timer)
+        adv_metrics = self.compute_advantages(rollout, timer)
+        update_metrics = self.update(rollout, step, timer)
+        metrics = self.step_metrics(rollout, adv_metrics, update_metrics)
+        self.kl_ctl.update(metrics["kl"], len(rollout) * self.world)
+        elapsed = time.perf_counter() - started
+        metrics["episodes_per_s"] = len(rollout) * self.world / max(elapsed, 1e-9)
+        metrics.update({f"time_{phase}": round(sec, 4) for phase, sec in timer.seconds.items()})
+        return rollout, metrics
+
     # -- state -------------------------------------------------------------------------------------------------
 
     def state(self, step: int) -> dict:
@@ -459,6 +478,15 @@ def _copy_params(module: torch.nn.Module, values: dict) -> None:
     with torch.no_grad():
         for name, value in values.items():
             params[name].copy_(value)
+
+
+def _adamw(params, **kwargs) -> torch.optim.AdamW:
+    """AdamW with the fused kernel (one pass over all parameters per step) where the device supports it."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # no fused kernel for this device/dtype
+        return torch.optim.AdamW(params, **kwargs)
 
 
 def _disable_dropout(model: torch.nn.Module) -> None:
@@ -576,12 +604,8 @@ def train(trainer: PolicyGradientTrainer, *, resume=None, out=None, on_step=None
         with progress_bar(algorithm, rcfg.max_steps, rate_unit="ep", completed=start) as bar:
             while step < rcfg.max_steps:
                 mid_step = True
-                timer = PhaseTimer()
-                started = time.perf_counter()
-                rollout = trainer.collect(step, timer)
-                adv_metrics = trainer.compute_advantages(rollout, timer)
                 try:
-                    update_metrics = trainer.update(rollout, step, timer)
+                    rollout, metrics = trainer.run_step(step)
                 except NonFiniteLoss as err:
                     last = run_dir.latest_checkpoint()
                     raise UserError(
@@ -589,11 +613,6 @@ def train(trainer: PolicyGradientTrainer, *, resume=None, out=None, on_step=None
                         f"good checkpoint is {last if last else 'none (no checkpoint yet)'}. Lower {algorithm}.lr "
                         f"(now {rcfg.lr}) and resume with --resume {run_dir.path}."
                     ) from None
-                metrics = trainer.step_metrics(rollout, adv_metrics, update_metrics)
-                trainer.kl_ctl.update(metrics["kl"], len(rollout) * trainer.world)
-                elapsed = time.perf_counter() - started
-                metrics["episodes_per_s"] = len(rollout) * trainer.world / max(elapsed, 1e-9)
-                metrics.update({f"time_{phase}": round(sec, 4) for phase, sec in timer.seconds.items()})
                 step += 1
                 mid_step = False
                 if step % max(1, rcfg.log_every) == 0 or step == rcfg.max_steps:

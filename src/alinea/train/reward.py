@@ -47,7 +47,16 @@ from alinea.losses import (
     thumb_loss,
 )
 from alinea.model.causal_lm import save_checkpoint
-from alinea.model.reward import build_reward_model, fit_normalisation, raw_rewards, set_normalisation
+from alinea.model.reward import (
+    PrefixSharing,
+    build_reward_model,
+    fit_normalisation,
+    pack_shared_prefixes,
+    raw_rewards,
+    set_normalisation,
+    shared_prefix_rewards,
+    supports_shared_prefix,
+)
 from alinea.train.loop import TrainResult, train_loop
 from alinea.train.padding import right_pad
 from alinea.train.sft import encode_conversation
@@ -156,16 +165,23 @@ def assign_bootstrap(examples: list[RewardExample], heads: int, seed: int) -> No
 
 @dataclass
 class RewardBatch:
-    """All sequences of a batch of examples, right-padded, and index tensors per example kind."""
+    """All sequences of a batch of examples, right-padded, and index tensors per example kind.
+
+    `shared` holds the same sequences packed around each example's shared prefix (its prompt), for the faster
+    forward of `alinea.model.reward.shared_prefix_rewards`; None when they cannot be packed (see
+    `pack_shared_prefixes`), and then every model gets the plain forward.
+    """
 
     input_ids: torch.Tensor  # (S, T)
     attention_mask: torch.Tensor  # (S, T)
     parts: dict[str, dict[str, torch.Tensor]]  # kind -> tensors (see `collate`)
     n_examples: int
+    shared: PrefixSharing | None = None
 
     def to(self, device) -> RewardBatch:
         parts = {k: {n: t.to(device) for n, t in v.items()} for k, v in self.parts.items()}
-        return RewardBatch(self.input_ids.to(device), self.attention_mask.to(device), parts, self.n_examples)
+        shared = self.shared.to(device) if self.shared is not None else None
+        return RewardBatch(self.input_ids.to(device), self.attention_mask.to(device), parts, self.n_examples, shared)
 
 
 def collate(examples: list[RewardExample], pad_id: int) -> RewardBatch:
@@ -207,7 +223,8 @@ def collate(examples: list[RewardExample], pad_id: int) -> RewardBatch:
                 "level": torch.tensor([e.level for e, _ in items]),
             }
         parts[kind] = common
-    return RewardBatch(input_ids, attention, parts, len(examples))
+    shared = pack_shared_prefixes([example.sequences for example in examples], pad_id)
+    return RewardBatch(input_ids, attention, parts, len(examples), shared)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -244,7 +261,10 @@ class RewardLoss(nn.Module):
         return torch.where(annotator >= 0, factor, torch.ones_like(factor)).unsqueeze(-1)
 
     def rewards(self, batch: RewardBatch) -> torch.Tensor:
-        return self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.float()  # (S, H)
+        """(S, H) rewards of the batch's sequences; each example's prompt runs once where the model allows it."""
+        if batch.shared is not None and supports_shared_prefix(self.model):
+            return shared_prefix_rewards(self.model, batch.shared).float()
+        return self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits.float()
 
     def per_kind_losses(self, rewards: torch.Tensor, batch: RewardBatch) -> dict[str, torch.Tensor]:
         """kind -> (E, heads) losses of the batch's examples of that kind."""
@@ -562,30 +582,29 @@ def pairwise_bench_step(model, *, lr: float):
     """One optimizer step of our reward trainer on a batch of chosen/rejected pairs, for `alinea bench reward`.
 
     The batch dict holds `chosen_input_ids`, `chosen_attention_mask`, `rejected_input_ids`, `rejected_attention_mask`
-    (B, T), right-padded. It runs exactly what `alinea reward train` runs for comparisons (`TrainStep` with
-    `RewardLoss`: one forward over all 2B sequences, Bradley-Terry without ties or margins, clipping, fused AdamW).
+    (B, T), right-padded. It runs exactly what `alinea reward train` runs for comparisons: the pairs become
+    comparison examples, `collate` batches them (packing each pair around its shared prompt), and `TrainStep` with
+    `RewardLoss` does the forward (the shared-prefix one where the model allows it), Bradley-Terry without ties or
+    margins, backward, clipping and fused AdamW. In fp32, as the benchmark's baseline runs.
     """
     from alinea.train.loop import TrainStep
 
-    cfg = RewardConfig(lr=lr, warmup_steps=0, max_steps=10**9, tie_model="skip", use_strength=False, grad_clip=1.0)
+    cfg = RewardConfig(lr=lr, warmup_steps=0, max_steps=10**9, tie_model="skip", use_strength=False, grad_clip=1.0,
+                       precision="fp32")
     loss_module = RewardLoss(model, cfg, n_annotators=0, n_levels=2)
     trainer = TrainStep(model, cfg, loss_module=loss_module)
+    pad_id = model.config.pad_token_id
     counter = {"step": 0}
 
+    def sequences(ids: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+        lengths = mask.sum(dim=1).tolist()
+        return [row[:n] for row, n in zip(ids.tolist(), lengths, strict=True)]
+
     def step(batch: dict[str, torch.Tensor]) -> float:
-        chosen, rejected = batch["chosen_input_ids"], batch["rejected_input_ids"]
-        n = chosen.shape[0]
-        ones = torch.ones(n, 1)
-        reward_batch = RewardBatch(
-            input_ids=torch.cat([chosen, rejected]),
-            attention_mask=torch.cat([batch["chosen_attention_mask"], batch["rejected_attention_mask"]]),
-            parts={"comparison": {
-                "a": torch.arange(n), "b": torch.arange(n, 2 * n), "outcome": torch.zeros(n, dtype=torch.long),
-                "strength": torch.zeros(n, dtype=torch.long), "annotator": torch.full((n,), -1), "weight": ones,
-            }},
-            n_examples=n,
-        )
-        metrics = trainer.step(counter["step"], [reward_batch])
+        chosen = sequences(batch["chosen_input_ids"], batch["chosen_attention_mask"])
+        rejected = sequences(batch["rejected_input_ids"], batch["rejected_attention_mask"])
+        examples = [RewardExample("comparison", [c, r], outcome=0) for c, r in zip(chosen, rejected, strict=True)]
+        metrics = trainer.step(counter["step"], [collate(examples, pad_id)])
         counter["step"] += 1
         return metrics["loss"]
 

@@ -204,19 +204,114 @@ def policy_forward(
     model, rollout: Rollout, *, temperature: float, with_entropy: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Log-probs (B, T) of the rollout's answer tokens under `model` with logits / temperature (N+ detail), and
-    optionally the entropy (B, T). Logits are computed only at the T positions that predict answer tokens."""
+    optionally the entropy (B, T). Logits are computed only at the T positions that predict answer tokens.
+
+    Without gradients (the rollout's `reference` phase), episodes that share a prompt (RLOO/GRPO sample k answers per
+    prompt) run that prompt once: see `answer_logits`."""
+    logits = answer_logits(model, rollout)  # (B, T, V)
+    targets = rollout.response_ids.to(logits.device)
+    logprobs = token_logprobs(logits, targets, temperature=temperature)
+    entropy = fast_entropy(logits.detach(), temperature=temperature) if with_entropy else None
+    return logprobs, entropy
+
+
+def answer_logits(model, rollout: Rollout) -> torch.Tensor:
+    """(B, T, V) logits of `model` at the positions that predict the T answer tokens (position P-1+t predicts t).
+
+    With gradients, or when every episode has a prompt of its own, one forward over prompt + answer. Without
+    gradients and with repeated prompts, the distinct prompts run once with a KV cache, the cache is copied to every
+    episode of the prompt, and the answers run on top of it: the same function (causal attention: a prompt's states
+    do not depend on what follows it), with the prompt part of the work divided by k. The answer's last token predicts
+    nothing we need, so it is not fed.
+    """
     device = next(model.parameters()).device
+    answer_len = rollout.response_ids.shape[1]
+    groups = None if torch.is_grad_enabled() else _shared_prompts(rollout)
+    if groups is None:
+        return _full_answer_logits(model, rollout, device)
+    first_rows, inverse = groups
+    prompt_ids = rollout.prompt_ids[first_rows].to(device)  # (U, P)
+    prompt_mask = rollout.prompt_mask[first_rows].to(device)  # (U, P)
+    inverse = inverse.to(device)
+    from transformers import DynamicCache
+
+    cache = DynamicCache()  # filled in place by the prompt forward
+    cache_arg = {kv_cache_argument(model): cache}
+    prompt_out = model(
+        input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=position_ids_for(prompt_mask), use_cache=True,
+        logits_to_keep=1, **cache_arg,
+    )
+    first_logits = prompt_out.logits[:, -1:, :].index_select(0, inverse)  # (B, 1, V): predicts answer token 0
+    if answer_len == 1:
+        return first_logits
+    cache.reorder_cache(inverse)  # (U, ...) -> (B, ...): each episode's copy of its prompt's keys and values
+    mask = rollout.attention_mask()[:, :-1].to(device)  # (B, P + T - 1)
+    answer_out = model(
+        input_ids=rollout.response_ids[:, :-1].to(device), attention_mask=mask,
+        position_ids=position_ids_for(mask)[:, rollout.prompt_ids.shape[1]:], use_cache=True, **cache_arg,
+    )
+    return torch.cat([first_logits, answer_out.logits], dim=1)  # (B, T, V)
+
+
+def kv_cache_argument(model) -> str:
+    """The name of the KV-cache argument of the model's forward: `cache` in recent transformers, else `past_key_values`."""
+    import inspect
+
+    base = model
+    while True:  # through data-parallel and peft wrappers to the transformers model
+        inner = getattr(base, "module", None) or (base.get_base_model() if hasattr(base, "get_base_model") else None)
+        if inner is None or inner is base:
+            break
+        base = inner
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _full_answer_logits(model, rollout: Rollout, device) -> torch.Tensor:
+    """`answer_logits` with one forward over every episode's prompt + answer."""
     input_ids = rollout.input_ids().to(device)
     mask = rollout.attention_mask().to(device)
-    answer_len = rollout.response_ids.shape[1]
     out = model(
         input_ids=input_ids, attention_mask=mask, position_ids=position_ids_for(mask), use_cache=False,
-        logits_to_keep=answer_len + 1,
+        logits_to_keep=rollout.response_ids.shape[1] + 1,
     )
-    logits = out.logits[:, :-1, :]  # (B, T, V): position P-1+t predicts answer token t
-    logprobs = token_logprobs(logits, rollout.response_ids.to(device), temperature=temperature)
-    entropy = entropy_from_logits(logits.detach(), temperature=temperature) if with_entropy else None
-    return logprobs, entropy
+    return out.logits[:, :-1, :]  # (B, T, V): position P-1+t predicts answer token t
+
+
+def _shared_prompts(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(first row of each distinct prompt (U,), prompt of each row (B,)) when some rows share a prompt, else None.
+
+    Rows share a prompt when their prompt ids and prompt masks are equal (the mask too: a pad id may also be a real
+    token of the prompt)."""
+    keys = torch.cat([rollout.prompt_ids, rollout.prompt_mask], dim=1)  # (B, 2P)
+    _, inverse = torch.unique(keys, dim=0, return_inverse=True)  # (B,) index of each row's distinct prompt
+    n_unique = int(inverse.max()) + 1 if inverse.numel() else 0
+    if n_unique >= len(rollout):
+        return None
+    first_rows = torch.full((n_unique,), len(rollout), dtype=torch.long)
+    first_rows.scatter_reduce_(0, inverse, torch.arange(len(rollout)), reduce="amin")
+    return first_rows, inverse
+
+
+def fast_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Entropy (B, T) of softmax(logits / temperature), in nats: `alinea.losses.entropy_from_logits`, faster.
+
+    H = logsumexp(z) - sum_v softmax(z)_v z_v (z = logits / T), one sequence at a time in float32: two passes over
+    the vocabulary where log_softmax, exp, masking and a product make five. Rows with a -inf logit (0 * -inf is not a
+    number here) are recomputed with `entropy_from_logits`, which gives such tokens 0.
+    """
+    rows = []
+    for row_logits in logits:  # (T, V)
+        z = row_logits.float()
+        if temperature != 1.0:
+            z = z / temperature
+        rows.append(torch.logsumexp(z, dim=-1) - torch.linalg.vecdot(torch.softmax(z, dim=-1), z))  # (T,)
+    if not rows:
+        return torch.zeros(logits.shape[:-1], dtype=torch.float32, device=logits.device)
+    entropy = torch.stack(rows)  # (B, T)
+    bad_rows = (~torch.isfinite(entropy)).any(dim=-1).nonzero().flatten()
+    if bad_rows.numel():
+        entropy[bad_rows] = entropy_from_logits(logits[bad_rows], temperature=temperature)
+    return entropy
 
 
 class ValueModel(torch.nn.Module):

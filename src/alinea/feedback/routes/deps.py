@@ -7,8 +7,12 @@ database error).
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Path, Request
 
 from alinea.feedback import crud, security
@@ -22,6 +26,7 @@ ProjectId = Annotated[int, Path(ge=1, le=MAX_ID, description="Project id.")]
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID, description="Item id.")]
 ChatId = Annotated[int, Path(ge=1, le=MAX_ID, description="Conversation id.")]
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+T = TypeVar("T")
 _UNSET = object()
 
 
@@ -45,6 +50,31 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
+class TokenCache:
+    """API token -> principal for a few seconds, so that a program's stream of requests does not look its token up
+    every time. A user disabled through this process is dropped at once (`clear`); other worker processes notice
+    within `ttl_s` seconds. Browser sessions are not cached (logging out must end them at once)."""
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def get(self, token: str) -> Principal | None:
+        entry = self._entries.get(security.digest(token))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, token: str, principal: Principal) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        self._entries[security.digest(token)] = (time.monotonic() + self.ttl_s, principal)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 def find_principal(request: Request) -> Principal | None:
     """Who sent the request (API token first, then the session cookie), or None; cached on the request."""
     cached = getattr(request.state, "principal", _UNSET)
@@ -56,8 +86,13 @@ def find_principal(request: Request) -> Principal | None:
     cookie = request.cookies.get(security.SESSION_COOKIE)
     if token is not None:
         if len(token) <= 256:
-            with database.read() as session:
-                principal = crud.principal_from_token(session, token=token)
+            tokens: TokenCache = request.app.state.token_cache
+            principal = tokens.get(token)
+            if principal is None:
+                with database.read() as session:
+                    principal = crud.principal_from_token(session, token=token)
+                if principal is not None:
+                    tokens.put(token, principal)
     elif cookie and len(cookie) <= 256:
         with database.read() as session:
             principal = crud.principal_from_cookie(session, cookie=cookie)
@@ -74,17 +109,35 @@ def check_csrf_header(request: Request, principal: Principal) -> None:
         raise Forbidden("CSRF token missing or wrong: send the page's token in the X-CSRF-Token header")
 
 
-def require_caller(request: Request) -> Principal:
+async def run_db(request: Request, work: Callable[[], T]) -> T:
+    """Run blocking database work from an async route. SQLite takes one writer at a time anyway, so its short
+    transactions run right here on the event loop (no thread hand-off), unless another thread holds the write lock
+    (a long import, say): then they wait in a thread, and the event loop keeps serving. PostgreSQL's run in the
+    thread pool, where concurrent transactions overlap (and their commits share WAL flushes)."""
+    database = request.app.state.database
+    if database.backend == "sqlite":
+        return work() if not database.writer_busy() else await anyio.to_thread.run_sync(work)
+    limiter = getattr(request.app.state, "db_limiter", None)
+    if limiter is None:  # as many threads as pooled connections: none waits for a connection, none sits idle
+        limiter = request.app.state.db_limiter = anyio.CapacityLimiter(request.app.state.settings.pool_size)
+    return await anyio.to_thread.run_sync(work, limiter=limiter)
+
+
+async def require_caller(request: Request) -> Principal:
     """Any signed-in, active user (401 otherwise); CSRF-checked when authenticated by cookie."""
-    principal = find_principal(request)
+    token = bearer_token(request)
+    principal = request.app.state.token_cache.get(token) if token and len(token) <= 256 else None
+    if principal is None:
+        principal = await run_db(request, lambda: find_principal(request))
     if principal is None:
         raise Unauthenticated("sign in first: send 'Authorization: Bearer <token>' or log in at /login")
+    request.state.principal = principal
     check_csrf_header(request, principal)
     return principal
 
 
-def require_admin(request: Request) -> Principal:
-    principal = require_caller(request)
+async def require_admin(request: Request) -> Principal:
+    principal = await require_caller(request)
     if not principal.is_admin:
         raise Forbidden("this needs the admin role")
     return principal

@@ -20,7 +20,6 @@ from sqlalchemy import select
 from starlette.datastructures import FormData, UploadFile
 
 from alinea.feedback import assignment, crud, i18n, quality, security, tasks
-from alinea.feedback.assignment import Rules
 from alinea.feedback.errors import Forbidden, Invalid, Unauthenticated
 from alinea.feedback.models import ROLES, Item, Project
 from alinea.feedback.routes.deps import DatabaseDep, ItemId, ProjectId, SettingsDep, find_principal
@@ -244,13 +243,15 @@ def task_page(request: Request, project_id: ProjectId, user: UserDep, database: 
               settings: SettingsDep) -> Response:
     """The annotator's current item (leased now if they hold none), or a page saying nothing is left."""
     with database.write() as session:
-        project = crud.get_project(session, project_id=project_id, principal=user)
-        if user.role == "viewer":
-            raise Forbidden("viewers can look at projects but not annotate")
-        if project.task_type == "chat":
-            return render(request, "chat.html", _task_context(session, project, None))
-        lease = assignment.lease_next(session, rules=Rules.of(project), user_id=user.user_id, seed=settings.seed)
-        return render(request, "task.html", _task_context(session, project, lease))
+        rules = assignment.load_rules(session.connection(), project_id=project_id, user_id=user.user_id,
+                                      role=user.role)
+        project = crud.get_project(session, project_id=project_id)
+        lease = None
+        if project.task_type != "chat":
+            lease = assignment.lease_next(session.connection(), rules=rules, user_id=user.user_id,
+                                          seed=settings.seed)
+        context = _task_context(session, project, lease)
+    return render(request, "chat.html" if project.task_type == "chat" else "task.html", context)
 
 
 def answer_from_form(project: Project, form: FormData, n_responses: int) -> dict[str, Any]:
@@ -288,29 +289,28 @@ def answer_from_form(project: Project, form: FormData, n_responses: int) -> dict
 def judge(request: Request, project_id: ProjectId, item_id: ItemId, user: UserDep, database: DatabaseDep,
           settings: SettingsDep, form: FormDep) -> Response:
     with database.write() as session:
-        project = crud.get_project(session, project_id=project_id, principal=user)
-        if user.role == "viewer":
-            raise Forbidden("viewers can look at projects but not annotate")
-        rules = Rules.of(project)
+        rules = assignment.load_rules(session.connection(), project_id=project_id, user_id=user.user_id,
+                                      role=user.role)
+        project = crud.get_project(session, project_id=project_id)
         responses = session.scalar(select(Item.responses).where(Item.id == item_id, Item.project_id == project_id))
         elapsed = _int(form, "time_spent_ms") if _text(form, "time_spent_ms").strip() else None
         version = _int(form, "guideline_version") if _text(form, "guideline_version").strip() else None
-        try:
-            with session.begin_nested():
-                assignment.submit(session, rules=rules, user_id=user.user_id, item_id=item_id,
-                                  answer=answer_from_form(project, form, len(responses or [])),
-                                  idempotency_key=_text(form, "idempotency_key")[:128] or secrets.token_hex(16),
-                                  time_spent_ms=elapsed if elapsed is None or elapsed >= 0 else None,
-                                  guideline_version=version)
+        try:  # submit checks everything before it writes: after an Invalid the transaction is untouched
+            assignment.submit(session.connection(), rules=rules, user_id=user.user_id, item_id=item_id,
+                              answer=answer_from_form(project, form, len(responses or [])),
+                              idempotency_key=_text(form, "idempotency_key")[:128] or secrets.token_hex(16),
+                              time_spent_ms=elapsed if elapsed is None or elapsed >= 0 else None,
+                              guideline_version=version)
         except Invalid as err:
             # Show the same item again with the problem; the lease is still the annotator's.
-            held = assignment.lease_next(session, rules=rules, user_id=user.user_id, seed=settings.seed)
+            held = assignment.lease_next(session.connection(), rules=rules, user_id=user.user_id,
+                                         seed=settings.seed)
             if held is None or held.item_id != item_id:
                 raise
-            context = _task_context(session, project, held)
-            context["error"] = err.message
-            return render(request, "task.html", context, status=422)
-    return _redirect(f"/projects/{project_id}")
+            context = {**_task_context(session, project, held), "error": err.message}
+        else:
+            return _redirect(f"/projects/{project_id}")
+    return render(request, "task.html", context, status=422)
 
 
 @router.post("/projects/{project_id}/items/{item_id}/skip")
@@ -320,8 +320,9 @@ def skip(request: Request, project_id: ProjectId, item_id: ItemId, user: UserDep
     if reason == "skip_other" or not reason:
         reason = _text(form, "reason_text").strip() or reason
     with database.write() as session:
-        project = crud.get_project(session, project_id=project_id, principal=user)
-        assignment.skip(session, rules=Rules.of(project), user_id=user.user_id, item_id=item_id, reason=reason)
+        rules = assignment.load_rules(session.connection(), project_id=project_id, user_id=user.user_id,
+                                      role=user.role)
+        assignment.skip(session.connection(), rules=rules, user_id=user.user_id, item_id=item_id, reason=reason)
     return _redirect(f"/projects/{project_id}")
 
 
@@ -340,10 +341,12 @@ def admin_home(request: Request, admin: AdminPageDep, database: DatabaseDep) -> 
 
 
 @router.post("/admin/projects")
-def admin_create_project(request: Request, admin: AdminPageDep, database: DatabaseDep, form: FormDep) -> Response:
+def admin_create_project(request: Request, admin: AdminPageDep, database: DatabaseDep, settings: SettingsDep,
+                         form: FormDep) -> Response:
     spec = crud.ProjectSpec(
-        name=_text(form, "name").strip(), task_type=_text(form, "task_type"), overlap=_int(form, "overlap", 3),
-        gold_rate=_float(form, "gold_rate", 0.0), lease_seconds=_int(form, "lease_seconds", 900),
+        name=_text(form, "name").strip(), task_type=_text(form, "task_type"),
+        overlap=_int(form, "overlap", settings.default_overlap), gold_rate=_float(form, "gold_rate", 0.0),
+        lease_seconds=_int(form, "lease_seconds", settings.default_lease_seconds),
         description=_text(form, "description"), guidelines=_text(form, "guidelines"),
         aspects=[a.strip() for a in _text(form, "aspects").split(",") if a.strip()],
         flags=[f.strip() for f in _text(form, "flags").split(",") if f.strip()],
@@ -423,7 +426,9 @@ def admin_create_user(admin: AdminPageDep, database: DatabaseDep, form: FormDep)
 
 
 @router.post("/admin/users/{username}/active")
-def admin_user_active(username: str, admin: AdminPageDep, database: DatabaseDep, form: FormDep) -> Response:
+def admin_user_active(request: Request, username: str, admin: AdminPageDep, database: DatabaseDep,
+                      form: FormDep) -> Response:
     with database.write() as session:
         crud.set_user_active(session, username=username[:64], active=_text(form, "active") == "1")
+    request.app.state.token_cache.clear()
     return _redirect("/admin")

@@ -117,9 +117,10 @@ def upgrade() -> None:
         sa.Column("is_gold", sa.Boolean(), nullable=False),
         sa.Column("gold_answer", _json(), nullable=True),
         sa.Column("n_done", sa.Integer(), nullable=False),
+        sa.Column("complete", sa.Boolean(), nullable=False),
         _time(),
     )
-    op.create_index("ix_items_queue", "items", ["project_id", "is_gold", "n_done", "priority"])
+    op.create_index("ix_items_queue", "items", ["project_id", "is_gold", "complete", sa.text("priority DESC"), "id"])
     op.create_table(
         "assignments",
         _id(),

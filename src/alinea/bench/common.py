@@ -1,0 +1,156 @@
+"""What the benchmarks against other libraries share: the GPT-2 workload model, a tokenizer whose ids are their own
+names, peak memory, and running one side in a fresh Python process.
+
+Every such benchmark runs "ours" and "baseline" in separate processes (`python -m <module> --side ...`) so that each
+side's peak resident memory (`getrusage(RUSAGE_SELF).ru_maxrss`) counts only what it loaded and allocated, and both
+see the same thread settings. A child prints its result as one JSON line after a prefix of its own, since trainers
+print their own lines on stdout too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+from alinea.errors import UserError
+
+PAD_ID = 0
+"""Padding token id of the benchmark vocabulary; random token ids never use it."""
+EOS_ID = 1
+"""End-of-text id of the benchmark vocabulary (`<eos>`); random token ids never use it either."""
+FIRST_WORD_ID = 2
+"""Smallest id random token ids are drawn from."""
+
+CHAT_TEMPLATE = "{% for message in messages %}{{ message['content'] }}{% endfor %}"
+"""The benchmark tokenizer's chat template: the messages' text as it is, so a prompt of N words is N token ids."""
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB (ru_maxrss is in kB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_factory(path: str):
+    """The object named by `module:attribute`."""
+    module_name, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def require_trl(benchmark: str) -> str:
+    """TRL's version; a `UserError` naming the `bench` extra when TRL (or `datasets`) is not installed."""
+    if importlib.util.find_spec("trl") is None or importlib.util.find_spec("datasets") is None:
+        raise UserError(f"the {benchmark} benchmark needs TRL: pip install -e '.[bench]'")
+    import trl
+
+    return trl.__version__
+
+
+def word_level_tokenizer(vocab: int, *, chat_template: str | None = None):
+    """A tokenizer whose ids are exactly 0..vocab-1: `<pad>` = 0, `<eos>` = 1, word `t<i>` = i for i >= 2.
+
+    Words are split on whitespace; `<eos>` is a special token, so `"t5 t7<eos>"` is `[5, 7, 1]`. Decoding joins the
+    words with spaces. Baselines need a real tokenizer (for the pad and eos tokens, and to decode completions for a
+    Python reward); with this one, a text of N words is exactly N token ids on both sides.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab_map = {"<pad>": PAD_ID, "<eos>": EOS_ID, **{f"t{i}": i for i in range(FIRST_WORD_ID, vocab)}}
+    tokenizer = Tokenizer(models.WordLevel(vocab_map, unk_token="<pad>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    wrapped = PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>")
+    if chat_template is not None:
+        wrapped.chat_template = chat_template
+    return wrapped
+
+
+def words(ids) -> str:
+    """Token ids as the benchmark tokenizer's text: `[5, 7]` -> `"t5 t7"`."""
+    return " ".join(f"t{int(i)}" for i in ids)
+
+
+def gpt2_config(*, n_layer: int, n_embd: int, n_head: int, vocab: int, n_positions: int, num_labels: int = 1):
+    """The GPT-2 configuration of the benchmark workloads: dropout 0, pad 0, bos = eos = 1.
+
+    `use_cache` keeps its default (True): transformers' `generate` reads it, and without a KV cache the baseline's
+    sampling would recompute every prefix. Training forwards pass `use_cache=False` themselves."""
+    from transformers import GPT2Config
+
+    return GPT2Config(
+        n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab_size=vocab, n_positions=n_positions,
+        num_labels=num_labels, pad_token_id=PAD_ID, bos_token_id=EOS_ID, eos_token_id=EOS_ID,
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, summary_first_dropout=0.0,
+    )
+
+
+def save_gpt2_lm(out_dir: Path, *, n_layer: int, n_embd: int, n_head: int, vocab: int, n_positions: int,
+                 seed: int) -> Path:
+    """Write a randomly initialised GPT-2 causal LM (the same weights for a given seed) and the word-level tokenizer
+    (with `CHAT_TEMPLATE`) to `out_dir`, as any Hugging Face checkpoint directory; returns `out_dir`."""
+    import torch
+    from transformers import GPT2LMHeadModel
+
+    config = gpt2_config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab=vocab, n_positions=n_positions)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
+    model.generation_config.pad_token_id = PAD_ID
+    model.generation_config.eos_token_id = EOS_ID
+    model.generation_config.bos_token_id = EOS_ID
+    out_dir = Path(out_dir)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    word_level_tokenizer(vocab, chat_template=CHAT_TEMPLATE).save_pretrained(str(out_dir))
+    return out_dir
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """The environment of a side's process: `threads` OpenMP/MKL threads, offline, no progress bars."""
+    env = dict(os.environ)
+    env.update({
+        "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1", "ALINEA_PROGRESS": "0",
+        "TRANSFORMERS_VERBOSITY": "error",
+    })
+    return env
+
+
+def run_side(module: str, args: list[str], *, prefix: str, threads: int, what: str) -> dict:
+    """Run `python -m module *args` and return the JSON printed after `prefix` on its last such stdout line.
+
+    A child that fails (or prints no result) is a `RuntimeError` carrying the tail of its output, named `what`.
+    """
+    command = [sys.executable, "-m", module, *args]
+    proc = subprocess.run(command, env=child_env(threads), capture_output=True, text=True)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(prefix)]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-20:])
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n{tail}")
+    return json.loads(lines[-1][len(prefix):])
+
+
+def machine_load() -> dict:
+    """CPU count and the 1-minute load average now: other processes on the machine slow either side down."""
+    return {"cpus": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2)}
+
+
+def parameter_change(model, initial: dict) -> float:
+    """L2 norm of (current - initial) over the parameters named in `initial` (a snapshot of `named_parameters`)."""
+    import torch
+
+    total = torch.zeros((), dtype=torch.float64)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in initial:
+                total += (param.detach().double().cpu() - initial[name].double()).pow(2).sum()
+    return float(total.sqrt())
+
+
+def snapshot_parameters(model) -> dict:
+    """A copy of every trainable parameter, by name (for `parameter_change`)."""
+    return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}

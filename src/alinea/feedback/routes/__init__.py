@@ -1,0 +1,1 @@
+"""HTTP routes: `api` (the JSON API under /api/v1), `pages` (server-rendered HTML), `deps` (shared dependencies)."""

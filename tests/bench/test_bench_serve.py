@@ -1,0 +1,63 @@
+"""The serve benchmark harness on a small workload: a real server, real clients, the database checked afterwards."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from alinea.bench import serve as bench
+from alinea.bench.serve import ServeWorkload, bench_serve
+
+SMALL = dict(clients=8, judgments=160, warmup=16, retry_share=0.1)
+
+
+def _postgres_or_skip() -> None:
+    from tests.feedback.conftest import _pg_reachable
+
+    why = _pg_reachable()
+    if why:
+        pytest.skip(why)
+
+
+@pytest.fixture(autouse=True)
+def cheap_passwords():
+    from argon2 import PasswordHasher, profiles
+
+    from alinea.feedback import security
+
+    security.set_password_hasher(PasswordHasher.from_parameters(profiles.CHEAPEST))
+    yield
+    security.set_password_hasher(PasswordHasher())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_bench_serve_small(db):
+    if db == "postgres":
+        _postgres_or_skip()
+    result = bench_serve(ServeWorkload(db=db, workers=1 if db == "sqlite" else 2, pg_connections=3, **SMALL))
+    assert result.errors == {}
+    assert result.lost == 0 and result.duplicated == 0
+    assert result.acknowledged == SMALL["judgments"] + SMALL["warmup"]
+    assert result.retries > 0  # some submissions were sent twice, and answered with the first judgment
+    assert result.judgments_per_s > 0 and 0 < result.p50_ms <= result.p99_ms
+
+
+def test_database_check_counts_what_is_missing(tmp_path):
+    from alinea.feedback.settings import FeedbackSettings
+
+    settings = FeedbackSettings(db_url=f"sqlite:///{tmp_path / 'b.db'}")
+    bench._prepare(settings, ServeWorkload(clients=2, judgments=10, warmup=0))
+    lost, duplicated = bench._check_database(settings, {12345: (0, "never stored")}, overlap=3)
+    assert (lost, duplicated) == (1, 0)
+
+
+@pytest.mark.slow
+def test_cli_prints_the_figures(run_cli, monkeypatch):
+    monkeypatch.setattr(bench, "ServeWorkload", lambda **kw: ServeWorkload(**{**kw, **SMALL}))
+    code, out, _ = run_cli("bench", "serve", "--db", "sqlite", "--json")
+    assert code == 0
+    figures = json.loads(out)
+    assert {"judgments_per_s", "p50_ms", "p99_ms", "lost", "duplicated"} <= set(figures)
+    assert figures["lost"] == 0 and figures["duplicated"] == 0
