@@ -27,6 +27,16 @@ TINY_DPO = DPOWorkload(**TINY_MODEL, batch_pairs=4, prompt_len=8, response_len=8
 RESULT_KEYS = {"ours", "baseline", "unit", "ratio", "peak_rss_mb", "workload"}
 
 
+@pytest.fixture
+def fresh_accelerator_state():
+    """Our sides run fp32; accelerate keeps one process-wide state, which an earlier test may have set to bf16."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
 def needs_trl():
     pytest.importorskip("trl", reason="the TRL baseline needs the bench extra: pip install -e '.[bench]'")
 
@@ -101,7 +111,7 @@ def test_dpo_pairs_read_the_same_ids_through_the_baselines_text():
 
 
 @pytest.mark.parametrize("algorithm", ["ppo", "rloo", "grpo"])
-def test_our_rl_side_trains_and_times_each_phase(algorithm, one_torch_thread):
+def test_our_rl_side_trains_and_times_each_phase(algorithm, one_torch_thread, fresh_accelerator_state):
     workload = RLWorkload(algorithm=algorithm, **TINY_RL)
     result = bench_rl_module.run_ours(workload)
     assert result["episodes_per_s"] == pytest.approx(workload.steps * workload.batch / result["elapsed_s"])
@@ -113,7 +123,7 @@ def test_our_rl_side_trains_and_times_each_phase(algorithm, one_torch_thread):
     assert result["peak_rss_mb"] >= result["rss_setup_mb"] > 0
 
 
-def test_our_dpo_side_starts_at_log_two_and_moves_the_weights():
+def test_our_dpo_side_starts_at_log_two_and_moves_the_weights(fresh_accelerator_state):
     result = bench_dpo_module.run_ours(TINY_DPO)
     assert result["pairs_per_s"] == pytest.approx(TINY_DPO.steps * TINY_DPO.batch_pairs / result["elapsed_s"])
     assert result["mean_loss"] == pytest.approx(math.log(2), abs=0.01)  # policy = reference at the start

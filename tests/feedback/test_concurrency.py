@@ -14,6 +14,7 @@ import uuid
 from collections import Counter
 from dataclasses import replace
 
+import pytest
 from sqlalchemy import select
 
 from alinea.feedback import assignment, crud
@@ -29,7 +30,10 @@ ITEMS = 40
 OVERLAP = 3
 
 
-def test_fifty_annotators_at_once(settings):
+@pytest.mark.parametrize("combined", [False, True], ids=["separate", "lease-next"])
+def test_fifty_annotators_at_once(settings, combined):
+    """`combined`: each submission leases the next item in the same transaction, as `lease_next` does (the
+    transaction then holds the judged item's row while it leases the next one)."""
     database = Database.from_settings(replace(settings, pool_size=12))
     with database.write() as session:
         project = crud.create_project(session, spec=crud.ProjectSpec(name="race", task_type="pairwise",
@@ -49,10 +53,13 @@ def test_fifty_annotators_at_once(settings):
     def annotate(user_id: int) -> None:
         rng = random.Random(user_id)
         start.wait()
+        upcoming = None
         try:
             while True:
-                with database.write_connection() as connection:
-                    lease = assignment.lease_next(connection, rules=rules, user_id=user_id)
+                if upcoming is None:
+                    with database.write_connection() as connection:
+                        upcoming = assignment.lease_next(connection, rules=rules, user_id=user_id)
+                lease, upcoming = upcoming, None
                 if lease is None:
                     return
                 if rng.random() < 0.1:
@@ -69,6 +76,9 @@ def test_fifty_annotators_at_once(settings):
                         with database.write_connection() as connection:
                             done = assignment.submit(connection, rules=rules, user_id=user_id,
                                                      item_id=lease.item_id, answer=answer, idempotency_key=key)
+                            if combined and attempt == 0:
+                                upcoming = assignment.lease_next(connection, rules=rules, user_id=user_id,
+                                                                 after_submit=True)
                     except Conflict as err:
                         with lock:
                             problems.append(f"{user_id}: {err}")

@@ -138,9 +138,10 @@ class PrefixSharing:
     """Sequences grouped by a shared prefix (the prompt of a comparison's two answers, of a ranking's K), packed.
 
     Every real token appears once in `tokens`: first each group's prefix, then each sequence's suffix (the rest of the
-    sequence after its group's prefix). Attention runs in two padded layouts, prefixes (G, P) and suffixes (S, A);
-    `prefix_slots` / `suffix_slots` say where each packed token sits in them (row * width + column), and are None
-    when no row is padded (then the packed order is the padded order). Build it with `pack_shared_prefixes`.
+    sequence after its group's prefix). Attention reads them in padded layouts through row indices: prefixes as
+    (G, P) slots, suffixes as (S, A) slots, and each sequence's keys as (S, P + A) slots (its group's prefix, then its
+    own suffix). A padded slot points at any row (row 0); masks keep it out. Indices are None where the layout needs
+    no gather (no padding: the packed order is the padded order). Build it with `pack_shared_prefixes`.
     """
 
     tokens: torch.Tensor  # (N,) token ids: prefix tokens, then suffix tokens
@@ -148,9 +149,12 @@ class PrefixSharing:
     prefix_lengths: torch.Tensor  # (G,)
     suffix_lengths: torch.Tensor  # (S,) at least 1: the reward is read at a suffix's last token
     group: torch.Tensor  # (S,) the prefix (group) of each sequence
-    readout: torch.Tensor  # (S,) index into `tokens` of each sequence's last token
-    prefix_slots: torch.Tensor | None  # (sum of prefix_lengths,) or None (no padding)
-    suffix_slots: torch.Tensor | None  # (sum of suffix_lengths,) or None
+    readout: torch.Tensor  # (S,) row in `tokens` of each sequence's last token
+    key_rows: torch.Tensor | None  # (S * (P + A),) row in `tokens` of each key slot; None when P = 0 and no padding
+    prefix_rows: torch.Tensor | None  # (G * P,) row among the prefix tokens of each prefix slot; None: no padding
+    suffix_rows: torch.Tensor | None  # (S * A,) row among the suffix tokens of each suffix slot; None: no padding
+    prefix_slots: torch.Tensor | None  # (prefix tokens,) slot of each prefix token (the inverse of prefix_rows)
+    suffix_slots: torch.Tensor | None  # (suffix tokens,) slot of each suffix token
     prefix_width: int  # P = longest prefix (0 when no group shares anything)
     suffix_width: int  # A = longest suffix
     n_prefix_tokens: int  # tokens[:n_prefix_tokens] are the prefixes'
@@ -191,23 +195,39 @@ def pack_shared_prefixes(groups: list[list[list[int]]], pad_id: int | None) -> P
     prefix_lengths = [len(p) for p in prefixes]
     suffix_lengths = [len(s) for s in suffixes]
     width_p, width_a = max(prefix_lengths), max(suffix_lengths)
-    tokens = [t for p in prefixes for t in p] + [t for s in suffixes for t in s]
-    positions = [i for n in prefix_lengths for i in range(n)]
-    positions += [prefix_lengths[g] + j for g, n in zip(group_of, suffix_lengths, strict=True) for j in range(n)]
+    prefix_starts = [0, *itertools.accumulate(prefix_lengths)][:-1]  # row of each prefix's first token
+    suffix_starts = [0, *itertools.accumulate(suffix_lengths)][:-1]  # among the suffix tokens
     n_prefix = sum(prefix_lengths)
-    readout = [n_prefix + end - 1 for end in itertools.accumulate(suffix_lengths)]
 
-    def slots(lengths: list[int], width: int) -> torch.Tensor | None:
-        if all(n == width for n in lengths):
-            return None
-        return torch.tensor([row * width + j for row, n in enumerate(lengths) for j in range(n)], dtype=torch.long)
+    def rows(starts: list[int], lengths: list[int], width: int) -> list[int]:
+        return [start + j if j < n else 0 for start, n in zip(starts, lengths, strict=True) for j in range(width)]
 
+    def slots(lengths: list[int], width: int) -> list[int]:
+        return [row * width + j for row, n in enumerate(lengths) for j in range(n)]
+
+    def index(values: list[int], padded: bool) -> torch.Tensor | None:
+        return torch.tensor(values, dtype=torch.long) if padded else None
+
+    prefix_padded = any(n != width_p for n in prefix_lengths)
+    suffix_padded = any(n != width_a for n in suffix_lengths)
+    key_rows = []
+    for g, start, n in zip(group_of, suffix_starts, suffix_lengths, strict=True):
+        key_rows += [prefix_starts[g] + j if j < prefix_lengths[g] else 0 for j in range(width_p)]
+        key_rows += [n_prefix + start + j if j < n else 0 for j in range(width_a)]
+    positions = [j for n in prefix_lengths for j in range(n)]
+    positions += [prefix_lengths[g] + j for g, n in zip(group_of, suffix_lengths, strict=True) for j in range(n)]
     return PrefixSharing(
-        tokens=torch.tensor(tokens, dtype=torch.long), positions=torch.tensor(positions, dtype=torch.long),
+        tokens=torch.tensor([t for p in prefixes for t in p] + [t for s in suffixes for t in s], dtype=torch.long),
+        positions=torch.tensor(positions, dtype=torch.long),
         prefix_lengths=torch.tensor(prefix_lengths, dtype=torch.long),
         suffix_lengths=torch.tensor(suffix_lengths, dtype=torch.long),
-        group=torch.tensor(group_of, dtype=torch.long), readout=torch.tensor(readout, dtype=torch.long),
-        prefix_slots=slots(prefix_lengths, width_p), suffix_slots=slots(suffix_lengths, width_a),
+        group=torch.tensor(group_of, dtype=torch.long),
+        readout=torch.tensor([n_prefix + start + n - 1 for start, n in zip(suffix_starts, suffix_lengths, strict=True)]),
+        key_rows=index(key_rows, width_p > 0 or suffix_padded),
+        prefix_rows=index(rows(prefix_starts, prefix_lengths, width_p), prefix_padded),
+        suffix_rows=index(rows(suffix_starts, suffix_lengths, width_a), suffix_padded),
+        prefix_slots=index(slots(prefix_lengths, width_p), prefix_padded),
+        suffix_slots=index(slots(suffix_lengths, width_a), suffix_padded),
         prefix_width=width_p, suffix_width=width_a, n_prefix_tokens=n_prefix,
     )
 
@@ -323,16 +343,14 @@ def supports_shared_prefix(model) -> bool:
     return _parts_of(model) is not None
 
 
-def _padded(x: torch.Tensor, slots: torch.Tensor | None, rows: int, width: int) -> torch.Tensor:
-    """Packed (n, heads, d) -> (rows, heads, width, d), zeros where a row is padded."""
-    if slots is not None:
-        x = x.new_zeros(rows * width, *x.shape[1:]).index_copy(0, slots, x)
-    return x.view(rows, width, *x.shape[1:]).transpose(1, 2)
+def _padded(x: torch.Tensor, rows: torch.Tensor | None, n_rows: int, width: int) -> torch.Tensor:
+    """Packed (n, heads, d) -> padded (n_rows, width, heads, d): slot r * width + j holds x[rows[r * width + j]]."""
+    return (x if rows is None else x.index_select(0, rows)).unflatten(0, (n_rows, width))
 
 
 def _packed(x: torch.Tensor, slots: torch.Tensor | None) -> torch.Tensor:
-    """(rows, heads, width, d) -> packed (n, heads * d): the inverse of `_padded`."""
-    x = x.transpose(1, 2).flatten(0, 1).flatten(1)
+    """Attention output (n_rows, heads, width, d) -> packed (n, heads * d): the real slots' rows, in packed order."""
+    x = x.transpose(1, 2).flatten(2).flatten(0, 1)
     return x if slots is None else x.index_select(0, slots)
 
 
@@ -340,25 +358,27 @@ def shared_prefix_rewards(model, packed: PrefixSharing) -> torch.Tensor:
     """(S, heads) rewards of the packed sequences: the same numbers as `model(input_ids, attention_mask).logits` on
     the right-padded whole sequences, with less work.
 
-    1. Each group's prefix goes through the model once. Its keys and values at every layer are indexed out to all of
-       the group's sequences (a copy, not a recomputation), and each suffix attends over its prefix's keys and its
-       own earlier tokens, at the positions it has in the whole sequence. The backward pass sums the gradients the
-       prefix gets from each of its sequences. 64 prompt + 2 x 64 answer tokens are 192 token positions, not 256.
+    1. Each group's prefix goes through the model once. At every layer its keys and values are copied into each of
+       the group's sequences (not recomputed), and each suffix token attends over its prefix's tokens and its own
+       earlier tokens, at the positions it has in the whole sequence. The backward pass sums the gradients a prefix
+       gets from each of its sequences. 64 prompt + 2 x 64 answer tokens are 192 token positions through the
+       model, not 256.
     2. The last block computes keys and values everywhere (the read-out attends to them) but its query, attention
-       output, MLP, the final norm and the score head only at each sequence's last token, the one the reward is
-       read at (a causal model's last position depends on no later one).
+       output, MLP, the final norm and the score head only at each sequence's last token, where the reward is read
+       (in a causal model no position depends on a later one).
     Raises ValueError for a model `supports_shared_prefix` rejects.
     """
     parts = _parts_of(model)
     if parts is None:
         raise ValueError(f"{type(model).__name__}: no shared-prefix forward for this model (see supports_shared_prefix)")
     n_groups, n_seqs = packed.prefix_lengths.shape[0], packed.group.shape[0]
-    width_p, width_a, n_p = packed.prefix_width, packed.suffix_width, packed.n_prefix_tokens
+    width_p, width_a = packed.prefix_width, packed.suffix_width
+    split = [packed.n_prefix_tokens, packed.tokens.shape[0] - packed.n_prefix_tokens]  # prefix rows, suffix rows
     device = packed.tokens.device
     repeat = parts.heads // parts.kv_heads  # grouped-query attention: each key/value head serves `repeat` queries
 
-    # Which keys each query sees, as (S, 1, queries, P + A) booleans: its group's real prefix tokens, then the
-    # suffix's tokens up to itself. Padded query rows see at least themselves, so no row is all masked (no NaN).
+    # Which keys each query sees, as (S, 1, queries, P + A) booleans: its group's real prefix tokens, then its own
+    # suffix's tokens up to itself. A padded query sees at least itself, so no row is all masked (no NaN).
     prefix_keys = torch.arange(width_p, device=device) < packed.prefix_lengths[packed.group].unsqueeze(1)  # (S, P)
     causal = torch.ones(width_a, width_a, dtype=torch.bool, device=device).tril()  # (A, A)
     suffix_mask = torch.cat([prefix_keys.unsqueeze(1).expand(-1, width_a, -1),
@@ -366,34 +386,38 @@ def shared_prefix_rewards(model, packed: PrefixSharing) -> torch.Tensor:
     real_suffix = torch.arange(width_a, device=device) < packed.suffix_lengths.unsqueeze(1)  # (S, A)
     readout_mask = torch.cat([prefix_keys, real_suffix], dim=-1)[:, None, None, :]  # (S, 1, 1, P + A)
 
-    def keys_values(k: torch.Tensor, v: torch.Tensor):
-        """Packed (N, kv_heads, d) -> prefix (G, heads, P, d) and each sequence's prefix + suffix (S, heads, P+A, d)."""
-        if repeat > 1:
-            k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
-        k_p, v_p = (_padded(t[:n_p], packed.prefix_slots, n_groups, width_p) for t in (k, v))
-        k_s, v_s = (_padded(t[n_p:], packed.suffix_slots, n_seqs, width_a) for t in (k, v))
-        if width_p == 0:
-            return k_p, v_p, k_s, v_s
-        return k_p, v_p, torch.cat([k_p[packed.group], k_s], dim=2), torch.cat([v_p[packed.group], v_s], dim=2)
+    def heads_first(x: torch.Tensor) -> torch.Tensor:  # (rows, width, kv_heads, d) -> (rows, heads, width, d)
+        x = x.transpose(1, 2)
+        return x.repeat_interleave(repeat, dim=1) if repeat > 1 else x
+
+    def split_padded(x: torch.Tensor):
+        """Packed (N, h, d) -> prefixes (G, P, h, d) and suffixes (S, A, h, d)."""
+        prefix, suffix = x.split(split)
+        return (_padded(prefix, packed.prefix_rows, n_groups, width_p),
+                _padded(suffix, packed.suffix_rows, n_seqs, width_a))
+
+    def sequence_keys(prefix: torch.Tensor, suffix: torch.Tensor) -> torch.Tensor:
+        """Each sequence's keys (or values): its group's prefix, then its suffix: (S, heads, P + A, d)."""
+        return heads_first(torch.cat([prefix[packed.group], suffix], dim=1) if width_p else suffix)
 
     attention = torch.nn.functional.scaled_dot_product_attention
     hidden, rope = parts.embed(packed.tokens, packed.positions)  # (N, D)
     last = len(parts.layers) - 1
     for i in range(last):
-        q, k, v = parts.qkv(i, parts.norm_in(i, hidden), rope)
-        k_p, v_p, k_all, v_all = keys_values(k, v)
+        (q_p, q_s), (k_p, k_s), (v_p, v_s) = (split_padded(x) for x in parts.qkv(i, parts.norm_in(i, hidden), rope))
         scale = parts.scaling(i)
-        q_s = _padded(q[n_p:], packed.suffix_slots, n_seqs, width_a)
-        attended = _packed(attention(q_s, k_all, v_all, attn_mask=suffix_mask, scale=scale), packed.suffix_slots)
-        if width_p:  # the packed order: prefix tokens first
-            q_p = _padded(q[:n_p], packed.prefix_slots, n_groups, width_p)
-            attended_p = _packed(attention(q_p, k_p, v_p, is_causal=True, scale=scale), packed.prefix_slots)
-            attended = torch.cat([attended_p, attended])
+        suffix_out = attention(q_s.transpose(1, 2), sequence_keys(k_p, k_s), sequence_keys(v_p, v_s),
+                               attn_mask=suffix_mask, scale=scale)  # (S, heads, A, d)
+        attended = _packed(suffix_out, packed.suffix_slots)
+        if width_p:  # the prefixes attend among themselves, causally; their rows come first in the packed order
+            prefix_out = attention(q_p.transpose(1, 2), heads_first(k_p), heads_first(v_p), is_causal=True, scale=scale)
+            attended = torch.cat([_packed(prefix_out, packed.prefix_slots), attended])
         hidden = hidden + parts.attn_out(i, attended)
         hidden = hidden + parts.mlp(i, hidden)
     q, k, v = parts.qkv(last, parts.norm_in(last, hidden), rope, rows=packed.readout)  # q: (S, heads, d)
-    _, _, k_all, v_all = keys_values(k, v)
-    attended = attention(q.unsqueeze(2), k_all, v_all, attn_mask=readout_mask, scale=parts.scaling(last))
+    (k_p, k_s), (v_p, v_s) = split_padded(k), split_padded(v)
+    attended = attention(q.unsqueeze(2), sequence_keys(k_p, k_s), sequence_keys(v_p, v_s), attn_mask=readout_mask,
+                         scale=parts.scaling(last))  # (S, heads, 1, d)
     read = hidden[packed.readout] + parts.attn_out(last, attended.flatten(1))  # (S, D)
     read = read + parts.mlp(last, read)
     return model.score(parts.norm_out(read))  # (S, heads)
