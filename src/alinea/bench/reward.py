@@ -28,7 +28,6 @@ import importlib
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
+from alinea.bench.common import load_factory, peak_rss_mb, word_level_tokenizer
 from alinea.errors import UserError
 
 DEFAULT_OURS_FACTORY = "alinea.train.reward:pairwise_bench_step"
@@ -124,13 +124,8 @@ def build_reward_model(workload: Workload):
     return GPT2ForSequenceClassification(config)
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
-def _load_factory(path: str):
-    module_name, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module_name), attr)
+_peak_rss_mb = peak_rss_mb  # shared with the other library benchmarks (alinea.bench.common)
+_load_factory = load_factory
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -161,13 +156,7 @@ def run_ours(workload: Workload, factory_path: str = DEFAULT_OURS_FACTORY) -> di
 
 def _word_level_tokenizer(workload: Workload):
     """A tokenizer whose ids are exactly 0..vocab-1 (`<pad>` = 0, `<eos>` = 1): TRL needs one for the pad token."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"<pad>": PAD_ID, "<eos>": 1, **{f"t{i}": i for i in range(2, workload.vocab)}}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="<eos>")
+    return word_level_tokenizer(workload.vocab)
 
 
 def run_baseline(workload: Workload) -> dict:

@@ -237,6 +237,8 @@ class StaticKVDecoder:
 
     The attention mask is built once per batch: None when no prompt is padded (prefill is then plainly causal and a
     decode step attends to every cached position), else a boolean (batch, 1, 1, total_len) row of valid positions.
+    Prefill computes the top layer's attention output and MLP at the last position only: the other positions of that
+    layer only contribute their keys and values (on the benchmark's 4-layer model, 19% of the prefill's products).
     """
 
     def __init__(self, lm, n_layers: int) -> None:
@@ -274,13 +276,16 @@ class StaticKVDecoder:
         return self.forward(token.unsqueeze(-1), position.unsqueeze(-1), start=start, mask=mask)
 
     def attend(self, layer: int, query, key, value, *, start: int, mask, scale: float) -> torch.Tensor:
-        """Cache key/value (batch, kv_heads, n, d) at `start`; attention of query (batch, heads, n, d) over the cache.
+        """Cache key/value (batch, kv_heads, n, d) at `start`; attention of query (batch, heads, q, d) over the cache.
 
-        Returns (batch, n, heads * d). Without a mask, prefill (n > 1, start 0) is causal and a decode step (n = 1)
-        sees every cached position.
+        Returns (batch, q, heads * d). The q queries are the last q of the n positions written: q = n in prefill and
+        decode steps, q = 1 for the top layer of prefill. Without a mask, prefill is causal and a single query sees
+        every cached position.
         """
         keys, values = self.cache.write(layer, start, key, value)
         batch, heads, n, head_dim = query.shape
+        if mask is not None and mask.shape[-2] != n:
+            mask = mask[..., -n:, :]
         if keys.shape[1] != heads:  # grouped-query attention: each kv head serves heads // kv_heads query heads
             if _SDPA_HAS_GQA:
                 extra = {"enable_gqa": True}
@@ -340,6 +345,8 @@ class Gpt2Decoder(StaticKVDecoder):
             attn = block.attn
             query, key, value = attn.c_attn(block.ln_1(hidden)).split(self.width, dim=2)
             query, key, value = (t.view(batch, n, self.heads, -1).transpose(1, 2) for t in (query, key, value))
+            if n > 1 and layer == self.n_layers - 1:  # prefill reads the top layer at the last position only
+                query, hidden = query[:, :, -1:], hidden[:, -1:]
             out = self.attend(layer, query, key, value, start=start, mask=mask, scale=_gpt2_scale(attn))
             hidden = attn.c_proj(out) + hidden
             hidden = _gpt2_mlp(block.mlp, block.ln_2(hidden)) + hidden
@@ -400,10 +407,14 @@ class LlamaDecoder(StaticKVDecoder):
         for layer, block in enumerate(body.layers):
             attn = block.self_attn
             normed = block.input_layernorm(hidden)
-            query = attn.q_proj(normed).view(batch, n, -1, attn.head_dim).transpose(1, 2)
             key = attn.k_proj(normed).view(batch, n, -1, attn.head_dim).transpose(1, 2)
             value = attn.v_proj(normed).view(batch, n, -1, attn.head_dim).transpose(1, 2)
-            query, key = _rotate(query, cos, sin), _rotate(key, cos, sin)
+            key = _rotate(key, cos, sin)
+            q = n
+            if n > 1 and layer == self.n_layers - 1:  # prefill reads the top layer at the last position only
+                q, normed, hidden = 1, normed[:, -1:], hidden[:, -1:]
+            query = attn.q_proj(normed).view(batch, q, -1, attn.head_dim).transpose(1, 2)
+            query = _rotate(query, cos[:, :, -q:], sin[:, :, -q:])
             out = self.attend(layer, query, key, value, start=start, mask=mask, scale=attn.scaling)
             hidden = hidden + attn.o_proj(out)
             hidden = hidden + block.mlp(block.post_attention_layernorm(hidden))

@@ -142,7 +142,7 @@ def _text(form: FormData, name: str, default: str = "") -> str:
         raise Invalid(f"{name}: text expected")
     if "\x00" in value:
         raise Invalid(f"{name}: must not contain NUL characters")
-    return value
+    return value.replace("\r\n", "\n")  # browsers send a text box's line breaks as CRLF
 
 
 def _int(form: FormData, name: str, default: int | None = None) -> int:

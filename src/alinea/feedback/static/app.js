@@ -57,9 +57,11 @@ document.addEventListener("keydown", (event) => {
     return;
   }
   if (ranking && rankingKey(event)) { event.preventDefault(); return; }
-  if (event.key === "Enter" && judgeForm) {
+  // Enter submits the task form, or on the chat page the pick form while two answers wait for a pick.
+  const enterForm = judgeForm || document.querySelector("form[data-chat-pick]:not([hidden])");
+  if (event.key === "Enter" && enterForm) {
     event.preventDefault();
-    judgeForm.requestSubmit();
+    enterForm.requestSubmit();
     return;
   }
   const el = findKeyed(event.key);
@@ -71,7 +73,11 @@ if (help) {
   const seen = new Set();
   const list = document.createElement("ul");
   for (const el of document.querySelectorAll("main [data-key]")) {
-    const label = (el.closest("label") || el).textContent.trim().replace(/\s+/g, " ");
+    // A select's label would also read out every option: name it by its label's own text and its key instead.
+    const text = el.tagName === "SELECT"
+      ? `${(el.closest("label") || el).textContent.replace(el.textContent, "")} ${el.dataset.key}`
+      : (el.closest("label") || el).textContent;
+    const label = text.trim().replace(/\s+/g, " ");
     if (seen.has(label)) continue;
     seen.add(label);
     const item = document.createElement("li");
