@@ -31,3 +31,13 @@ def wrong_count(prompts: list[str], responses: list[str]) -> list[float]:
 def says_the(prompts: list[str], responses: list[str]) -> list[float]:
     """How often the answer uses the word 'the' (at most 3): a preference a tiny reward model learns quickly."""
     return [min(3, sum(1 for word in text.lower().split() if word.strip(".,!?") == "the")) / 3 for text in responses]
+
+
+def a_share(prompts: list[str], responses: list[str]) -> list[float]:
+    """Share of the answer's characters that are the letter 'a' (x10): a synthetic cost for constrained RL."""
+    return [10.0 * text.count("a") / max(len(text), 1) for text in responses]
+
+
+def always_one(prompts: list[str], responses: list[str]) -> list[float]:
+    """A cost no policy can lower: the constraint `cost <= 0` can never be met."""
+    return [1.0 for _ in responses]

@@ -271,3 +271,33 @@ def test_two_process_ddp_matches_one_process(rl_policy_dir, demo_data, tmp_path)
     rows_one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     rows_two = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert [r["reward_mean"] for r in rows_one] == pytest.approx([r["reward_mean"] for r in rows_two], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_constrained_ppo_lowers_the_cost_below_its_limit_while_the_reward_rises(rl_policy_dir, demo_data, tmp_path,
+                                                                              one_torch_thread):
+    cfg = rl_config("ppo", rl_policy_dir, demo_data["prompts"], tmp_path, max_steps=20, lr=1e-3, critic_lr=1e-3,
+                    costs=["tests.train.rl_rewards:a_share"], cost_limit=0.4, lagrange_init=0.5, lagrange_lr=1.0)
+    result = pg.run("ppo", cfg)
+    rows = result.metrics
+    costs = [m["cost_mean"] for m in rows]
+    rewards = [m[f"reward/{REWARD}"] for m in rows]
+    multipliers = [m["lagrange_multiplier"] for m in rows]
+    assert costs[0] > 0.4  # the constraint starts violated
+    assert sum(costs[-4:]) / 4 < 0.4, costs  # and ends met
+    assert sum(rewards[-4:]) / 4 > sum(rewards[:4]) / 4 + 0.3, rewards
+    assert max(multipliers) > multipliers[0]  # lambda rose while the cost was too high
+    assert {"constraint_satisfied", "cost_limit", "reward/cost"} <= set(rows[-1])
+
+
+def test_an_unreachable_constraint_stops_with_a_warning(rl_policy_dir, demo_data, tmp_path, capsys):
+    cfg = rl_config("rloo", rl_policy_dir, demo_data["prompts"], tmp_path, max_steps=10, k=4,
+                    costs=["tests.train.rl_rewards:always_one"], cost_limit=0.0, lagrange_init=1.0, lagrange_lr=1.0,
+                    lagrange_max=2.0, lagrange_patience=2)
+    result = pg.run("rloo", cfg)
+    # lambda: 1 -> 2 (the cap) after step 1, still 2 after step 2: two capped steps -> stop at step 2 of 10.
+    assert result.steps == 2
+    assert (result.final_dir / "config.json").is_file()
+    warning = json.loads((result.run_dir / "warnings.json").read_text())["warnings"][0]
+    assert "was not met for 2 steps" in warning and "Lagrange multiplier at its cap" in warning
+    assert "warning:" in capsys.readouterr().out

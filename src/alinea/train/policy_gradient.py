@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,13 +50,14 @@ from alinea.advantages import (
     whiten,
 )
 from alinea.config import AlineaConfig, GroupRLConfig, PPOConfig, RLConfig
+from alinea.data.jsonl import write_text
 from alinea.errors import UserError
 from alinea.losses import grpo_policy_loss, kl_penalty, masked_mean, ppo_policy_loss, ppo_value_loss
 from alinea.model.causal_lm import load_model, load_model_and_tokenizer, save_checkpoint
 from alinea.model.fast import fuse_activations
 from alinea.progress import progress_bar
 from alinea.train.loop import Interrupted, example_indices, resolve_precision
-from alinea.train.rewards import RewardInputs, RewardMix
+from alinea.train.rewards import ConstrainedMix, RewardInputs, RewardMix
 from alinea.train.rollout import (
     PromptSet,
     Rollout,
@@ -144,7 +146,16 @@ class PolicyGradientTrainer:
         torch.manual_seed(rcfg.seed)
 
         policy, self.tokenizer = load_model_and_tokenizer(rcfg.policy)
-        self.rewards = RewardMix.from_config(rcfg.rewards, rcfg.reward_weights, device=self.acc.device)
+        if rcfg.costs:  # constrained RL: maximise the reward subject to E[cost] <= cost_limit (Safe RLHF)
+            from alinea.advantages import LagrangeMultiplier
+
+            self.rewards = ConstrainedMix.from_specs(
+                rcfg.rewards, rcfg.reward_weights, rcfg.costs, rcfg.cost_weights, limit=rcfg.cost_limit,
+                multiplier=LagrangeMultiplier(rcfg.lagrange_init, rcfg.lagrange_lr, rcfg.lagrange_max),
+                device=self.acc.device,
+            )
+        else:
+            self.rewards = RewardMix.from_config(rcfg.rewards, rcfg.reward_weights, device=self.acc.device)
         self.rewards.check_tokenizer(self.tokenizer)
         self.prompts: PromptSet = load_prompts(rcfg.prompts, self.tokenizer, max_prompt_len=rcfg.max_prompt_len)
         self.rewards.check(self.prompts.texts)
@@ -412,6 +423,8 @@ class PolicyGradientTrainer:
         update_metrics = self.update(rollout, step, timer)
         metrics = self.step_metrics(rollout, adv_metrics, update_metrics)
         self.kl_ctl.update(metrics["kl"], len(rollout) * self.world)
+        if isinstance(self.rewards, ConstrainedMix):  # the multiplier moves on the mean cost over all processes
+            metrics.update(self.rewards.after_step(metrics["reward/cost"]))
         elapsed = time.perf_counter() - started
         metrics["episodes_per_s"] = len(rollout) * self.world / max(elapsed, 1e-9)
         metrics.update({f"time_{phase}": round(sec, 4) for phase, sec in timer.seconds.items()})
@@ -427,6 +440,8 @@ class PolicyGradientTrainer:
             "optimizer": self.optimizer.state_dict(),
             "kl_ctl": self.kl_ctl.state_dict(),
         }
+        if isinstance(self.rewards, ConstrainedMix):
+            state["constraint"] = self.rewards.state_dict()
         if self.value_model is not None:
             critic = self.acc.unwrap_model(self.value_model)
             state["critic"] = {k: v.detach().cpu().clone() for k, v in critic.named_parameters() if v.requires_grad}
@@ -437,6 +452,8 @@ class PolicyGradientTrainer:
         _copy_params(self.unwrapped_policy, state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.kl_ctl.load_state_dict(state["kl_ctl"])
+        if isinstance(self.rewards, ConstrainedMix) and "constraint" in state:
+            self.rewards.load_state_dict(state["constraint"])
         if self.value_model is not None:
             _copy_params(self.acc.unwrap_model(self.value_model), state["critic"])
             self.critic_optimizer.load_state_dict(state["critic_optimizer"])
@@ -631,6 +648,20 @@ def train(trainer: PolicyGradientTrainer, *, resume=None, out=None, on_step=None
                     )
                 if (rcfg.save_every and step % rcfg.save_every == 0) or step == rcfg.max_steps:
                     write_checkpoint(step)
+                constraint = trainer.rewards if isinstance(trainer.rewards, ConstrainedMix) else None
+                if constraint is not None and constraint.saturated_steps >= rcfg.lagrange_patience:
+                    # The constraint cannot be met at any price up to the cap: stop rather than let the penalty
+                    # swamp the reward; the warning goes to warnings.json (the loop's report shows it).
+                    warning = (
+                        f"{algorithm}: the cost constraint (mean cost <= {rcfg.cost_limit}) was not met for "
+                        f"{constraint.saturated_steps} steps with the Lagrange multiplier at its cap "
+                        f"({rcfg.lagrange_max}); stopped at step {step}. Raise cost_limit, or check the cost source."
+                    )
+                    if acc.is_main_process:
+                        write_text(run_dir.path / "warnings.json", [json.dumps({"warnings": [warning]}) + "\n"])
+                    acc.print(f"warning: {warning}")
+                    write_checkpoint(step)
+                    break
     except KeyboardInterrupt:
         if step > start and not mid_step:
             write_checkpoint(step)
