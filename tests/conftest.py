@@ -16,6 +16,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ALINEA_PROGRESS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["COLUMNS"] = "400"  # wide consoles: printed paths are never wrapped across lines
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

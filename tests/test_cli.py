@@ -438,14 +438,14 @@ def test_stats_table_and_bad_file(run_cli: RunCli, tmp_path: Path) -> None:
 
 
 def test_data_demo_is_deterministic(run_cli: RunCli, tmp_path: Path) -> None:
-    small = ["demo_data.n_documents=20", "demo_data.n_prompts=5", "demo_data.n_demonstrations=6"]
+    small = ["demo_data.n_documents=20", "demo_data.n_prompts=5", "demo_data.n_demonstrations=6", "demo_data.n_refusals=2"]
     for name in ("a", "b"):
         code, _, err = run_cli("data", "demo", *sets([*small, f"demo_data.out_dir={tmp_path / name}"]))
         assert code == 0, err
     for name in ("corpus.txt", "prompts.jsonl", "demonstrations.jsonl"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
     assert len(read_records(tmp_path / "a" / "prompts.jsonl")) == 5
-    assert len(read_records(tmp_path / "a" / "demonstrations.jsonl")) == 6
+    assert len(read_records(tmp_path / "a" / "demonstrations.jsonl")) == 6 + 2  # demonstrations + refusals
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -736,6 +736,6 @@ def test_bench_pretrain_json(run_cli: RunCli) -> None:
     assert {"ours", "baseline", "unit", "ratio"} <= set(result)
     assert result["unit"] == "tokens/s"
     assert result["ours"] > 0 and result["baseline"] > 0
-    assert result["ratio"] == pytest.approx(result["ours"] / result["baseline"], abs=1e-3, rel=1e-3)
+    assert result["ratio"] == pytest.approx(result["ours"] / result["baseline"], rel=2e-2)  # ours and baseline are printed rounded
     assert result["workload"]["batch"] == [2, 16]
     assert "h=32" in result["workload"]["model"] and "vocab=512" in result["workload"]["model"]

@@ -282,6 +282,7 @@ class LoopConfig:
     automated_rewards: list = _f(["language_consistency"], "Automated reward signals mixed into RL (judge names or module:function).")
     automated_weights: list = _f([1.0], "Weights of the automated signals.")
     eval_temperature: float = _f(0.7, "Sampling temperature of the evaluation answers.")
+    eval_samples: int = _f(1, "Answers sampled per evaluation prompt (each compared with the SFT answer of the same draw).")
     active_curve: bool = _f(True, "Measure reward accuracy vs judgments for active vs random selection (linear heads on frozen features).")
     safety_eval: bool = _f(True, "Evaluate red-team safety and needless refusals before and after each round.")
 

@@ -75,8 +75,9 @@ def test_one_round_over_http_moves_the_policy(rl_policy_dir, demo_data, tmp_path
     judgments train the reward model, RL on it raises the gold reward above the SFT model's."""
     cfg = loop_config(
         tmp_path, rl_policy_dir, demo_data["prompts"], judges="simulated", pairs_per_round=48, prompts_per_round=24,
-        rl_steps=24, rm_steps=60, overlap=2, gold_rate=0.1, flip_prob=0.0, position_bias=0.0, tie_rate=0.0,
+        rl_steps=32, rm_steps=60, overlap=2, gold_rate=0.1, flip_prob=0.0, position_bias=0.0, tie_rate=0.0,
         annotators_careless=0,  # every label is then a function of the item alone: the run is reproducible
+        eval_samples=4,
         gold_judge="tests.train.rl_rewards:says_the",  # a preference a 2-layer reward model learns from ~70 pairs
     )
     cfg.rloo.max_new_tokens = 24

@@ -31,12 +31,18 @@ def _answers(ctx, policy_dir: str, cache: Path) -> list[str]:
 
     if cache.is_file():
         return [json.loads(x)["answer"] for x in cache.read_text().splitlines()]
-    records = read_records(ctx.eval_prompts)
-    samples = _sample(policy_dir, records, n=1, seed=ctx.lcfg.seed + 424242, temperature=ctx.lcfg.eval_temperature,
+    records = _eval_records(ctx)
+    n = ctx.lcfg.eval_samples
+    samples = _sample(policy_dir, records[::n], n=n, seed=ctx.lcfg.seed + 424242, temperature=ctx.lcfg.eval_temperature,
                       cfg=ctx.cfg)
-    answers = [s[0][0] for s in samples]
+    answers = [answer for texts, _ in samples for answer in texts]
     write_jsonl(cache, [{"prompt": _user_text(r), "language": r.language, "answer": a} for r, a in zip(records, answers, strict=True)])
     return answers
+
+
+def _eval_records(ctx) -> list:
+    """The evaluation prompts, each repeated `eval_samples` times (one answer per repeat)."""
+    return [record for record in read_records(ctx.eval_prompts) for _ in range(ctx.lcfg.eval_samples)]
 
 
 def evaluate_round(ctx) -> dict:
@@ -46,7 +52,7 @@ def evaluate_round(ctx) -> dict:
 
     lcfg = ctx.lcfg
     r = ctx.state.round
-    records = read_records(ctx.eval_prompts)
+    records = _eval_records(ctx)
     prompts = [_user_text(x) for x in records]
     languages = [x.language for x in records]
     eval_dir = ctx.out / "eval"
