@@ -96,6 +96,7 @@ def test_bench_reward_runs_both_sides_in_their_own_processes(monkeypatch):
     assert set(result["peak_rss_mb"]) == {"ours", "baseline"}
     assert all(mb > 50 for mb in result["peak_rss_mb"].values())  # at least torch itself
     assert result["workload"]["batch_pairs"] == 4 and result["workload"]["baseline_library"].startswith("trl ")
+    assert len(result["workload"]["load_average_1m"]) == 2  # the machine's load, before and after
     for side in ("ours", "baseline"):
         (run,) = result["detail"][side]
         assert run["threads"] == TINY.threads
@@ -103,3 +104,14 @@ def test_bench_reward_runs_both_sides_in_their_own_processes(monkeypatch):
     # Same weights, same pairs, same optimizer and learning rate: the mean losses agree closely.
     assert result["detail"]["ours"][0]["mean_loss"] == pytest.approx(result["detail"]["baseline"][0]["mean_loss"],
                                                                      abs=1e-3)
+
+
+@pytest.mark.slow
+def test_our_real_step_trains_in_its_own_process():
+    # The default factory: `alinea.train.reward.pairwise_bench_step` (shared-prompt forward, fp32), in a fresh
+    # process as the benchmark runs it; the first of its steps sees the untrained model, so the mean loss is near
+    # ln 2 and, with a small learning rate, stays there.
+    result = bench._run_side("ours", TINY, bench.DEFAULT_OURS_FACTORY)
+    assert result["pairs_per_s"] > 0 and result["threads"] == TINY.threads
+    assert abs(result["mean_loss"] - math.log(2)) < 0.1
+    assert result["peak_rss_mb"] >= result["rss_setup_mb"] > 0

@@ -296,6 +296,52 @@ def test_answer_logits_with_shared_prompts_equal_one_full_forward(which):
     assert torch.allclose(shared, full, atol=1e-5)
 
 
+@pytest.mark.parametrize("which", ["gpt2", "llama"])
+def test_policy_log_probs_and_gradients_with_shared_prompts_equal_the_full_forward(which, monkeypatch):
+    from alinea.train import rollout as rollout_module
+
+    model = _tiny_models()[0 if which == "gpt2" else 1]
+    rollout = _grouped_rollout()
+    weights = torch.randn(6, 5, generator=torch.Generator().manual_seed(5)) * rollout.response_mask
+
+    def logprobs_and_grads():
+        logprobs, _ = rollout_module.policy_forward(model, rollout, temperature=0.7)
+        grads = torch.autograd.grad((logprobs * weights).sum(), list(model.parameters()), allow_unused=True)
+        return logprobs.detach(), grads
+
+    shared, shared_grads = logprobs_and_grads()
+    monkeypatch.setattr(rollout_module, "_shared_prompts", lambda rollout: None)  # the single full forward
+    full, full_grads = logprobs_and_grads()
+    mask = rollout.response_mask.bool()
+    assert torch.allclose(shared[mask], full[mask], atol=1e-5)
+    for a, b in zip(shared_grads, full_grads, strict=True):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_a_data_parallel_wrapper_gets_one_forward_with_gradients(monkeypatch):
+    from alinea.train import rollout as rollout_module
+
+    class Wrapper(torch.nn.Module):  # what DDP looks like from outside: the model as `.module`
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, **kwargs):
+            return self.module(**kwargs)
+
+    calls = []
+    real = rollout_module._full_answer_logits
+    monkeypatch.setattr(rollout_module, "_full_answer_logits", lambda *a: calls.append(1) or real(*a))
+    wrapped = Wrapper(_tiny_models()[1])
+    rollout_module.answer_logits(wrapped, _grouped_rollout())
+    assert calls == [1]
+    with torch.no_grad():  # without gradients the shared prompts are safe under any wrapper
+        rollout_module.answer_logits(wrapped, _grouped_rollout())
+    assert calls == [1]
+
+
 def test_fast_entropy_equals_the_reference_formula_even_with_minus_infinity():
     from alinea.train.rollout import fast_entropy
 
@@ -314,14 +360,20 @@ def test_pair_prefix_lengths_stop_at_the_first_difference_or_padding(monkeypatch
 
     # Pairs are (row 0, row 3), (row 1, row 4), (row 2, row 5): chosen rows first, then rejected.
     ids = torch.tensor([[5, 6, 7, 8, 0], [5, 6, 9, 9, 9], [5, 6, 0, 0, 0],
-                        [5, 6, 7, 3, 3], [4, 6, 9, 9, 9], [5, 6, 7, 0, 0]])
+                        [5, 6, 7, 3, 3], [4, 7, 9, 9, 9], [5, 6, 7, 0, 0]])
     mask = (ids != 0).long()
-    assert dpo.MIN_SHARED_PREFIX > (3 + 0 + 2) / 3  # so short a shared prefix is not worth a second pass
-    assert dpo._pair_prefix_lengths(ids, mask) is None
+    ids_one_shared = ids.clone()
+    ids_one_shared[4, 0] = 5
+    assert dpo.MIN_SHARED_PREFIX > (3 + 1 + 2) / 3  # so short a shared prefix is not worth a second pass
+    assert dpo._pair_prefix_lengths(ids_one_shared, mask) is None
     monkeypatch.setattr(dpo, "MIN_SHARED_PREFIX", 1)
-    # 3 equal tokens; different at once; the padding of row 2 ends the shared run at 2
-    assert dpo._pair_prefix_lengths(ids, mask).tolist() == [3, 0, 2]
+    assert dpo._pair_prefix_lengths(ids, mask) is None  # pair 1 shares nothing: no prefix pass for it
+    ids[4, 0] = 5
+    # 3 equal tokens; 1; the padding of row 2 ends the shared run at 2
+    assert dpo._pair_prefix_lengths(ids, mask).tolist() == [3, 1, 2]
     assert dpo._pair_prefix_lengths(ids[:5], mask[:5]) is None  # odd rows: not a DPO batch
+    same = torch.tensor([[5, 6, 7], [5, 6, 7]])
+    assert dpo._pair_prefix_lengths(same, torch.ones_like(same)).tolist() == [2]  # the last token runs in pass 2
 
 
 @pytest.mark.parametrize("model_index", [0, 1], ids=["gpt2", "llama"])

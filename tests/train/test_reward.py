@@ -160,6 +160,59 @@ def test_collate_indexes_every_kind(tokenizer):
     assert g["level"].tolist() == [6, 0]
 
 
+def test_collate_packs_each_examples_sequences_around_their_shared_prompt(tokenizer):
+    records = [
+        Comparison(prompt="Is the lamp good?", response_a="Yes, it is.", response_b="No.", preference="a"),
+        Ranking(prompt="Rank these.", responses=("One.", "Two and two.", "Three."), ranks=(2, 1, 3)),
+        Thumb(prompt="Well?", response="Up it goes.", thumb="up"),
+    ]
+    examples, _, _ = encode_records(records, tokenizer, RewardConfig(), {})
+    shared = collate(examples, tokenizer.pad_token_id).shared
+    assert shared is not None and shared.group.tolist() == [0, 0, 1, 1, 1, 2] and shared.group_size == 0
+    tokens, positions = shared.tokens.tolist(), shared.positions.tolist()
+    prefix_starts = [0, *shared.prefix_lengths.cumsum(0).tolist()]
+    start = shared.n_prefix_tokens
+    sequences = [s for e in examples for s in e.sequences]
+    for row, (sequence, g, n) in enumerate(zip(sequences, shared.group.tolist(), shared.suffix_lengths.tolist(),
+                                               strict=True)):
+        prefix = tokens[prefix_starts[g] : prefix_starts[g + 1]]
+        assert prefix + tokens[start : start + n] == sequence  # prefix + suffix is the whole sequence
+        assert positions[start : start + n] == list(range(len(prefix), len(sequence)))
+        assert shared.readout[row] == start + n - 1
+        start += n
+    # The comparison's and the ranking's sequences share at least their rendered prompts; the thumb keeps all but
+    # its last token as "prefix".
+    assert shared.prefix_lengths[0] >= len(ids(tokenizer, "Is the lamp good?"))
+    assert shared.prefix_lengths[2] == len(sequences[-1]) - 1
+
+
+def test_the_loss_is_the_same_with_the_shared_prefix_forward(tokenizer, pretrained_dir):
+    from alinea.model.reward import build_reward_model
+
+    records = [
+        Comparison(prompt="Is the lamp good?", response_a="Yes, it is.", response_b="No.", preference="a",
+                   strength=2),
+        Comparison(prompt="And the kettle?", response_a="Fine.", response_b="Fine, really.", preference="tie"),
+        Ranking(prompt="Rank these.", responses=("One.", "Two and two.", "Three."), ranks=(2, 1, 3)),
+        Rating(prompt="Rate it.", response="Top answer.", ratings={"helpfulness": 6}, scale=(1, 7)),
+        Thumb(prompt="Well?", response="Up it goes.", thumb="down"),
+    ]
+    model, tokenizer = build_reward_model(pretrained_dir, ensemble=2)
+    examples, _, levels = encode_records(records, tokenizer, RewardConfig(), {})
+    batch = collate(examples, tokenizer.pad_token_id)
+    plain_batch = reward.RewardBatch(batch.input_ids, batch.attention_mask, batch.parts, batch.n_examples)
+    results = []
+    for b in (batch, plain_batch):
+        module = RewardLoss(model.train(), RewardConfig(), n_annotators=0, n_levels=levels)
+        model.zero_grad()
+        loss, _ = module(b)
+        loss.backward()
+        results.append((float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (shared_loss, shared_grads), (plain_loss, plain_grads) = results
+    assert shared_loss == pytest.approx(plain_loss, abs=1e-6)
+    assert all(torch.allclose(g, shared_grads[n], atol=1e-6) for n, g in plain_grads.items())
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The loss, on a stub model: sequence i is the one-token sequence [i], its rewards are row i of a learnable table
 
@@ -419,3 +472,50 @@ def test_cli_trains_evaluates_and_scores(tmp_path, pretrained_dir, run_cli):
 
     code, out, err = run_cli("reward", "eval", pretrained_dir, "--data", held_out)
     assert code == 2 and "not an alinea reward model" in " ".join(err.split())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The benchmark's step
+
+
+@pytest.fixture
+def fresh_accelerate_state():
+    """The bench step asks accelerate for fp32; earlier tests in this process may have set up bf16 autocast
+    (precision "auto" on a CPU with bf16 instructions), and accelerate keeps one state per process."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_bench_step_is_one_adamw_step_on_the_bradley_terry_loss(fresh_accelerate_state):
+    from alinea.bench.reward import Workload, build_reward_model, make_pairs
+
+    workload = Workload(n_layer=2, n_embd=32, n_head=2, vocab=128, n_positions=32, batch_pairs=4, prompt_len=8,
+                        response_len=8, steps=1, warmup=1)
+    chosen, rejected = make_pairs(workload)
+    model = build_reward_model(workload)
+    mask = torch.ones_like(chosen[:4])
+    with torch.no_grad():
+        r_chosen = model(input_ids=chosen[:4], attention_mask=mask).logits
+        r_rejected = model(input_ids=rejected[:4], attention_mask=mask).logits
+    expected = float(-nn.functional.logsigmoid(r_chosen - r_rejected).mean())
+    head_before = model.score.weight.detach().clone()
+    lr = 1e-4
+    step = reward.pairwise_bench_step(model, lr=lr)
+    loss = step({"chosen_input_ids": chosen[:4], "chosen_attention_mask": mask,
+                 "rejected_input_ids": rejected[:4], "rejected_attention_mask": mask})
+    assert loss == pytest.approx(expected, abs=1e-6)
+    # Adam's first step moves each weight by lr * g / |g| (bias-corrected moments; eps is negligible), whatever
+    # the clipping; no weight decay, as in the baseline's settings.
+    change = (model.score.weight.detach() - head_before).abs()
+    assert torch.allclose(change, torch.full_like(change, lr), rtol=1e-3)
+
+
+def test_keeping_freed_memory_is_asked_of_glibc():
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert reward.keep_freed_memory() is True

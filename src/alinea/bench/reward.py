@@ -18,7 +18,9 @@ memory (`getrusage(RUSAGE_SELF).ru_maxrss`) is its own: the imports it needs, th
 activations. Only the `steps` steps after `warmup` are timed; for the baseline the timed span runs from the end of
 warm-up step `warmup` to the end of the last step (TrainerCallback.on_step_end), so it includes TRL's data loading and
 collation between steps, exactly as a TRL user pays for them. With several rounds the order of the two sides
-alternates and the median rate of each is reported.
+alternates and the median rate of each is reported. The machine's 1-minute load average before and after is
+recorded: with 2 threads per side, other processes on the machine slow both sides (OpenMP threads wait for each
+other), so compare ratios of runs made at a low load.
 """
 
 from __future__ import annotations
@@ -240,6 +242,7 @@ def bench_reward(
     import trl
 
     runs: dict[str, list[dict]] = {"ours": [], "baseline": []}
+    load_before = os.getloadavg()[0]
     for r in range(rounds):
         order = ("ours", "baseline") if r % 2 == 0 else ("baseline", "ours")
         for side in order:
@@ -264,6 +267,7 @@ def bench_reward(
             "ours_factory": ours_factory,
             "baseline_library": f"trl {trl.__version__} RewardTrainer",
             "torch": torch.__version__,
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],  # before, after: others' load
         },
         "detail": runs,
     }

@@ -206,8 +206,7 @@ def policy_forward(
     """Log-probs (B, T) of the rollout's answer tokens under `model` with logits / temperature (N+ detail), and
     optionally the entropy (B, T). Logits are computed only at the T positions that predict answer tokens.
 
-    Without gradients (the rollout's `reference` phase), episodes that share a prompt (RLOO/GRPO sample k answers per
-    prompt) run that prompt once: see `answer_logits`."""
+    Episodes that share a prompt (RLOO/GRPO sample k answers per prompt) run that prompt once: see `answer_logits`."""
     logits = answer_logits(model, rollout)  # (B, T, V)
     targets = rollout.response_ids.to(logits.device)
     logprobs = token_logprobs(logits, targets, temperature=temperature)
@@ -218,23 +217,25 @@ def policy_forward(
 def answer_logits(model, rollout: Rollout) -> torch.Tensor:
     """(B, T, V) logits of `model` at the positions that predict the T answer tokens (position P-1+t predicts t).
 
-    With gradients, or when every episode has a prompt of its own, one forward over prompt + answer. Without
-    gradients and with repeated prompts, the distinct prompts run once with a KV cache, the cache is copied to every
-    episode of the prompt, and the answers run on top of it: the same function (causal attention: a prompt's states
-    do not depend on what follows it), with the prompt part of the work divided by k. The answer's last token predicts
-    nothing we need, so it is not fed.
+    When every episode has a prompt of its own, one forward over prompt + answer. When some episodes share a prompt,
+    the distinct prompts run once with a KV cache, the cache is copied to every episode of the prompt, and the answers
+    run on top of it: the same function (causal attention: a prompt's states do not depend on what follows it), with
+    the prompt part of the work divided by the number of episodes per prompt (k in the rollout's `reference` phase,
+    about 1.4 in a minibatch of 8 episodes out of 8 prompts x 4). With gradients they flow through the cache into the
+    prompt pass; a data-parallel wrapper (whose hooks expect one forward per backward) gets the single forward. The
+    answer's last token predicts nothing we need, so it is not fed.
     """
+    from transformers import DynamicCache
+
     device = next(model.parameters()).device
     answer_len = rollout.response_ids.shape[1]
-    groups = None if torch.is_grad_enabled() else _shared_prompts(rollout)
-    if groups is None:
+    groups = None if torch.is_grad_enabled() and _is_wrapped(model) else _shared_prompts(rollout)
+    if groups is None or answer_len == 0:
         return _full_answer_logits(model, rollout, device)
     first_rows, inverse = groups
     prompt_ids = rollout.prompt_ids[first_rows].to(device)  # (U, P)
     prompt_mask = rollout.prompt_mask[first_rows].to(device)  # (U, P)
     inverse = inverse.to(device)
-    from transformers import DynamicCache
-
     cache = DynamicCache()  # filled in place by the prompt forward
     cache_arg = {kv_cache_argument(model): cache}
     prompt_out = model(
@@ -259,7 +260,9 @@ def kv_cache_argument(model) -> str:
 
     base = model
     while True:  # through data-parallel and peft wrappers to the transformers model
-        inner = getattr(base, "module", None) or (base.get_base_model() if hasattr(base, "get_base_model") else None)
+        inner = getattr(base, "module", None)
+        if inner is None and hasattr(base, "get_base_model"):
+            inner = base.get_base_model()
         if inner is None or inner is base:
             break
         base = inner
@@ -275,6 +278,12 @@ def _full_answer_logits(model, rollout: Rollout, device) -> torch.Tensor:
         logits_to_keep=rollout.response_ids.shape[1] + 1,
     )
     return out.logits[:, :-1, :]  # (B, T, V): position P-1+t predicts answer token t
+
+
+def _is_wrapped(model) -> bool:
+    """True for a data-parallel wrapper (DDP, FSDP, DeepSpeed: they hold the model as `.module`), whose gradient
+    hooks expect one forward per backward."""
+    return hasattr(model, "module")
 
 
 def _shared_prompts(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor] | None:
