@@ -69,6 +69,13 @@ def test_ours_side_times_the_steps_and_reads_its_peak_memory():
     assert result["peak_rss_mb"] >= result["rss_setup_mb"] > 0
 
 
+def test_the_cpu_clock_times_the_process_and_other_clocks_are_refused():
+    result = run_ours(Workload(**{**TINY.__dict__, "clock": "cpu"}), STAND_IN)
+    assert 0 < result["elapsed_s"] and result["pairs_per_s"] > 0
+    with pytest.raises(ValueError, match="Workload.clock"):
+        run_ours(Workload(**{**TINY.__dict__, "clock": "sundial"}), STAND_IN)
+
+
 def test_a_missing_trl_is_a_user_error(monkeypatch):
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "trl" else real_find_spec(name, *a))

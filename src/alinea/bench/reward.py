@@ -84,6 +84,9 @@ class Workload:
     """AdamW learning rate of both sides."""
     baseline_gradient_checkpointing: bool = False
     """TRL's RewardConfig defaults to True (recompute activations: slower, less memory); off = the same work as ours."""
+    clock: str = "wall"
+    """What the timed span measures: "wall" (time.perf_counter) or "cpu" (the process's CPU time, time.process_time:
+    with threads=1 nearly blind to other processes on a busy machine; with more threads it also counts spin-waits)."""
 
     @property
     def seq_len(self) -> int:
@@ -126,6 +129,12 @@ def build_reward_model(workload: Workload):
     return GPT2ForSequenceClassification(config)
 
 
+def _clock(workload: Workload):
+    if workload.clock not in ("wall", "cpu"):
+        raise ValueError(f"Workload.clock: expected 'wall' or 'cpu', got {workload.clock!r}")
+    return time.perf_counter if workload.clock == "wall" else time.process_time
+
+
 _peak_rss_mb = peak_rss_mb  # shared with the other library benchmarks (alinea.bench.common)
 _load_factory = load_factory
 
@@ -148,11 +157,12 @@ def run_ours(workload: Workload, factory_path: str = DEFAULT_OURS_FACTORY) -> di
         return {"chosen_input_ids": chosen_ids[i * n:(i + 1) * n], "chosen_attention_mask": mask,
                 "rejected_input_ids": rejected_ids[i * n:(i + 1) * n], "rejected_attention_mask": mask}
 
+    now = _clock(workload)
     losses = [step(batch(i)) for i in range(workload.warmup)]
-    start = time.perf_counter()
+    start = now()
     for i in range(workload.warmup, workload.warmup + workload.steps):
         losses.append(step(batch(i)))
-    elapsed = time.perf_counter() - start
+    elapsed = now() - start
     return _side_result(workload, elapsed, statistics.fmean(losses), rss_setup)
 
 
@@ -174,11 +184,12 @@ def run_baseline(workload: Workload) -> dict:
     model = build_reward_model(workload)
     timed_from, timed_to = workload.warmup, workload.warmup + workload.steps
     marks: dict[int, float] = {}
+    now = _clock(workload)
 
     class StepClock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step in (timed_from, timed_to):
-                marks[state.global_step] = time.perf_counter()
+                marks[state.global_step] = now()
 
     with tempfile.TemporaryDirectory(prefix="alinea-bench-trl-") as output_dir:
         config = RewardConfig(
