@@ -30,11 +30,11 @@ from torch import nn
 from alinea.config import AlineaConfig, DPOConfig
 from alinea.errors import UserError
 from alinea.losses import IGNORE_INDEX, dpo_loss, shift_for_next_token
-from alinea.model.causal_lm import load_model, load_model_and_tokenizer, save_checkpoint
+from alinea.model.causal_lm import load_model, load_model_and_tokenizer
 from alinea.model.fast import fuse_activations
 from alinea.train.loop import CausalLMLoss, TrainResult, num_processes, train_loop
 from alinea.train.padding import right_pad
-from alinea.train.sft import EncodedConversation, encode_conversation, truncate
+from alinea.train.sft import EncodedConversation, encode_conversation, save_trained, truncate
 
 
 @dataclass
@@ -337,13 +337,6 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None, out: str | Path 
                 n += chosen.shape[0]
         return {"loss": loss, "reward_accuracy": correct / max(n, 1), "reward_margin": margin / max(n, 1)}
 
-    def save(trained, out_dir: Path) -> None:
-        if dcfg.lora:
-            save_checkpoint(copy.deepcopy(trained).merge_and_unload(), tokenizer, out_dir)
-            trained.save_pretrained(str(out_dir / "adapter"))
-        else:
-            save_checkpoint(trained, tokenizer, out_dir)
-
     return train_loop(
         stage="dpo",
         cfg=dcfg,
@@ -354,7 +347,7 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None, out: str | Path 
         collate=lambda indices: collate_pairs([train_pairs[i] for i in indices], pad_id),
         eval_batches=eval_batches,
         resume=resume,
-        save_model=save,
+        save_model=lambda trained, out_dir: save_trained(trained, tokenizer, out_dir, lora=dcfg.lora),
         loss_module=loss_module,
         eval_fn=eval_fn if eval_batches else None,
         run_dir=out,

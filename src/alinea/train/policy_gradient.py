@@ -53,7 +53,7 @@ from alinea.config import AlineaConfig, GroupRLConfig, PPOConfig, RLConfig
 from alinea.data.jsonl import write_text
 from alinea.errors import UserError
 from alinea.losses import grpo_policy_loss, kl_penalty, masked_mean, ppo_policy_loss, ppo_value_loss
-from alinea.model.causal_lm import load_model, load_model_and_tokenizer, save_checkpoint
+from alinea.model.causal_lm import load_model, load_model_and_tokenizer
 from alinea.model.fast import fuse_activations
 from alinea.progress import progress_bar
 from alinea.train.loop import Interrupted, example_indices, resolve_precision
@@ -460,13 +460,9 @@ class PolicyGradientTrainer:
         return int(state["step"])
 
     def save_policy(self, out_dir: Path) -> None:
-        policy = self.unwrapped_policy
-        if self.rcfg.lora:
-            merged = copy.deepcopy(policy).merge_and_unload()
-            save_checkpoint(merged, self.tokenizer, out_dir)
-            policy.save_pretrained(str(out_dir / "adapter"))
-        else:
-            save_checkpoint(policy, self.tokenizer, out_dir)
+        from alinea.train.sft import save_trained
+
+        save_trained(self.unwrapped_policy, self.tokenizer, out_dir, lora=self.rcfg.lora)
 
     def save_critic(self, out_dir: Path) -> None:
         if self.value_model is None:

@@ -131,14 +131,6 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None) -> TrainResult:
     if scfg.lora:
         model = add_lora(model, scfg)
 
-    def save(trained, out_dir: Path) -> None:
-        if scfg.lora:
-            # A merged plain HF model, so every later stage can load it, and the adapter alone in adapter/.
-            save_checkpoint(_merged_copy(trained), tokenizer, out_dir)
-            trained.save_pretrained(str(out_dir / "adapter"))
-        else:
-            save_checkpoint(trained, tokenizer, out_dir)
-
     return train_loop(
         stage="sft",
         cfg=scfg,
@@ -149,9 +141,19 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None) -> TrainResult:
         collate=lambda indices: pad_batch([train_examples[i] for i in indices], pad_id),
         eval_batches=eval_batches,
         resume=resume,
-        save_model=save,
+        save_model=lambda trained, out_dir: save_trained(trained, tokenizer, out_dir, lora=scfg.lora),
         extra_meta={"train_examples": len(train_examples), "eval_examples": len(eval_examples), "dropped": dropped},
     )
+
+
+def save_trained(model, tokenizer, out_dir: Path, *, lora: bool) -> None:
+    """An HF checkpoint of a trained model; with LoRA, the adapters merged into a plain model (every later stage
+    loads it) plus the adapter alone in `adapter/`. The training model keeps its adapters."""
+    if lora:
+        save_checkpoint(_merged_copy(model), tokenizer, out_dir)
+        model.save_pretrained(str(Path(out_dir) / "adapter"))
+    else:
+        save_checkpoint(model, tokenizer, out_dir)
 
 
 def _merged_copy(peft_model):
