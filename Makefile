@@ -37,6 +37,7 @@ lint: install
 
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/alinea bench pretrain --json
+	HF_HUB_OFFLINE=1 $(BIN)/alinea bench generate --json
 
 clean:
 	rm -rf runs .pytest_cache
