@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -74,6 +75,21 @@ def test_the_cpu_clock_times_the_process_and_other_clocks_are_refused():
     assert 0 < result["elapsed_s"] and result["pairs_per_s"] > 0
     with pytest.raises(ValueError, match="Workload.clock"):
         run_ours(Workload(**{**TINY.__dict__, "clock": "sundial"}), STAND_IN)
+
+
+def test_each_side_gets_its_threads_and_wait_policy(monkeypatch):
+    seen = []
+
+    def fake_run(command, env, **kwargs):
+        seen.append(env)
+        return SimpleNamespace(returncode=0, stdout=bench.RESULT_PREFIX + '{"pairs_per_s": 1.0}\n', stderr="")
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert bench._run_side("ours", TINY, STAND_IN) == {"pairs_per_s": 1.0}
+    bench._run_side("baseline", Workload(**{**TINY.__dict__, "omp_wait_policy": ""}), STAND_IN)
+    assert seen[0]["OMP_NUM_THREADS"] == str(TINY.threads) and seen[0]["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert "OMP_WAIT_POLICY" not in seen[1]
 
 
 def test_a_missing_trl_is_a_user_error(monkeypatch):

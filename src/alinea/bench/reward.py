@@ -19,8 +19,9 @@ activations. Only the `steps` steps after `warmup` are timed; for the baseline t
 warm-up step `warmup` to the end of the last step (TrainerCallback.on_step_end), so it includes TRL's data loading and
 collation between steps, exactly as a TRL user pays for them. With several rounds the order of the two sides
 alternates and the median rate of each is reported. The machine's 1-minute load average before and after is
-recorded: with 2 threads per side, other processes on the machine slow both sides (OpenMP threads wait for each
-other), so compare ratios of runs made at a low load.
+recorded: with 2 threads per side, other processes on the machine slow both sides, so compare ratios of runs made at
+a similar, low load. Both sides' OpenMP threads wait passively by default (`Workload.omp_wait_policy`), which keeps
+that slowdown moderate and even.
 """
 
 from __future__ import annotations
@@ -84,6 +85,11 @@ class Workload:
     """AdamW learning rate of both sides."""
     baseline_gradient_checkpointing: bool = False
     """TRL's RewardConfig defaults to True (recompute activations: slower, less memory); off = the same work as ours."""
+    omp_wait_policy: str = "passive"
+    """OMP_WAIT_POLICY of both sides' processes: "passive" threads sleep while they wait for work, "active" ones spin,
+    "" keeps the environment's setting (unset: OpenMP's default, spin a while, then sleep). On a machine shared with other work, spinning threads take
+    cores from the threads they wait for: both sides then slow several-fold and erratically (measured at load 5:
+    TRL 3.4 s/step spinning vs 2.0 passive, ours 1.9-4.5 vs 0.9)."""
     clock: str = "wall"
     """What the timed span measures: "wall" (time.perf_counter) or "cpu" (the process's CPU time, time.process_time:
     with threads=1 nearly blind to other processes on a busy machine; with more threads it also counts spin-waits)."""
@@ -229,6 +235,8 @@ def _run_side(side: str, workload: Workload, ours_factory: str) -> dict:
         "OMP_NUM_THREADS": str(workload.threads), "MKL_NUM_THREADS": str(workload.threads),
         "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     })
+    if workload.omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = workload.omp_wait_policy.upper()
     command = [sys.executable, "-m", "alinea.bench.reward", "--side", side,
                "--workload", json.dumps(asdict(workload)), "--ours-factory", ours_factory]
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
