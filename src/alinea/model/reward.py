@@ -6,6 +6,10 @@ the answer). The head is initialised N(0, 1/sqrt(d_model + 1)) and dropout is of
 Implementation Details of RLHF with PPO", details on the reward model). After training, the shift and scale that give
 reference responses mean 0 and std 1 are stored in `config.json` under `alinea_reward`; plain transformers returns
 the raw logits, and `normalise` applies them.
+
+Training does not have to run whole sequences: `shared_prefix_rewards` computes the same rewards for GPT-2 and Llama
+with each prompt run once for all of its answers and the last block run only at the read-out token
+(`pack_shared_prefixes` builds its input; docs/reward.md, "Performance").
 """
 
 from __future__ import annotations
@@ -181,10 +185,12 @@ def pack_shared_prefixes(groups: list[list[list[int]]], pad_id: int | None) -> P
     """Pack groups of token sequences (in order: group 0's sequences, then group 1's, ...) around shared prefixes.
 
     A group's prefix is the longest prefix its sequences share, shortened so that every sequence keeps at least its
-    last token as suffix (a single sequence: everything but its last token). Returns None where the shared-prefix
-    forward would read the reward elsewhere than a plain forward: an empty sequence, or one that ends with the pad id
-    (transformers reads the last token that is not the pad id).
+    last token as suffix (a single sequence: everything but its last token). Returns None for no groups and where the
+    shared-prefix forward would read the reward elsewhere than a plain forward: an empty sequence, or one that ends
+    with the pad id (transformers reads the last token that is not the pad id).
     """
+    if not groups:
+        return None
     prefixes, suffixes, group_of = [], [], []
     for g, sequences in enumerate(groups):
         if not sequences or any(not s or s[-1] == pad_id for s in sequences):
@@ -235,7 +241,8 @@ def _onednn_linear_works() -> bool:
     uses on CPU) and it computes what `F.linear` does."""
     try:
         kernel = torch.ops.mkldnn._linear_pointwise
-        x, weight, bias = torch.randn(3, 4), torch.randn(5, 4), torch.randn(5)
+        x = torch.arange(12.0).view(3, 4).sin()  # fixed numbers: the check leaves the random generator alone
+        weight, bias = torch.arange(20.0).view(5, 4).cos(), torch.arange(5.0)
         return torch.backends.mkldnn.is_available() and torch.allclose(
             kernel(x, weight, bias, "none", [], ""), torch.nn.functional.linear(x, weight, bias), atol=1e-5
         )
@@ -255,7 +262,7 @@ class _OneDNNLinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias, in_out: bool):
         ctx.save_for_backward(x, weight)
         ctx.in_out, ctx.has_bias = in_out, bias is not None
-        out_in = weight.t().contiguous() if in_out else weight  # the kernel wants (out, in)
+        out_in = weight.t() if in_out else weight  # the kernel reads (out, in); a transposed view is as fast
         return torch.ops.mkldnn._linear_pointwise(x, out_in, bias, "none", [], "")
 
     @staticmethod
@@ -263,10 +270,11 @@ class _OneDNNLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            in_out = weight if ctx.in_out else weight.t().contiguous()  # grad @ W: "weight" (in, out)
+            in_out = weight if ctx.in_out else weight.t()  # grad @ W: the kernel's "weight" is (in, out)
             grad_x = torch.ops.mkldnn._linear_pointwise(grad, in_out, None, "none", [], "")
-        if ctx.needs_input_grad[1]:
-            grad_weight = x.t() @ grad if ctx.in_out else grad.t() @ x
+        if ctx.needs_input_grad[1]:  # (out, in) = grad^T x; MKL ran this form faster on 2 threads than x^T grad
+            grad_weight = grad.t() @ x
+            grad_weight = grad_weight.t() if ctx.in_out else grad_weight
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad.sum(0)
         return grad_x, grad_weight, grad_bias, None
@@ -276,7 +284,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
     """x (n, in) -> (n, out): a `nn.Linear` (weight (out, in)), or GPT-2's Conv1D with `in_out=True` (weight
     (in, out)). fp32 on the CPU without autocast goes through oneDNN's GEMM where it works; else plain torch."""
     if (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and _onednn_linear_works()):
+            and torch.backends.mkldnn.enabled and _onednn_linear_works()):
         return _OneDNNLinear.apply(x, weight, bias, in_out)
     return torch.nn.functional.linear(x, weight.t() if in_out else weight, bias)
 

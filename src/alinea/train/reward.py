@@ -8,8 +8,10 @@ Records (docs/data.md) become examples:
 - ranking: K sequences, one example: InstructGPT's mean over all C(K,2) ordered pairs, or Plackett-Luce.
 - rating: one sequence; regression to the mean rating scaled to [-2, 2], or an ordered logit over the levels.
 - thumb: one sequence; logistic on up/down with a learned bias.
-All sequences of a batch go through one forward pass. Per-example losses are multiplied by the type's weight and,
-for ensembles, by the example's bootstrap count for each head (Poisson(1), seeded: each head sees its own bootstrap).
+All sequences of a batch go through one forward pass; for GPT-2 and Llama it runs each example's shared prompt once
+and the last block only at the read-out tokens (`alinea.model.reward.shared_prefix_rewards`). Per-example losses are
+multiplied by the type's weight and, for ensembles, by the example's bootstrap count for each head (Poisson(1),
+seeded: each head sees its own bootstrap).
 With `annotator_reliability`, each annotator's decided comparisons, rankings and thumbs are scored on rewards
 multiplied by exp(t_a - mean(t)): annotators whose judgments the rewards cannot explain (random or adversarial ones)
 get a small factor and count less. Ties are scored on unscaled rewards.
@@ -585,10 +587,10 @@ def keep_freed_memory() -> bool:
 
     A training step frees and allocates the same large activation buffers every step. By default glibc serves the
     largest ones with fresh pages from the kernel (mmap) and returns freed memory at the top of its heap, so every
-    step pays a page fault and a zero-fill per 4 KB page again: about 40,000 faults and 0.07 s of a 0.6 s step of
-    `alinea bench reward`, more with oneDNN's GEMM. With both thresholds raised, freed blocks are reused, as
-    PyTorch's caching allocator does on GPUs; peak memory stays about the same, but the process keeps it until it
-    exits. Applies to the whole process; a no-op (False) where the C library has no glibc `mallopt`.
+    step pays a page fault and a zero-fill per 4 KB page again: in `alinea bench reward`, 8,000 faults a step with
+    torch's GEMMs and 40,000 (0.07 s of a 0.6 s step) with oneDNN's. With both thresholds raised, freed blocks are
+    reused, as PyTorch's caching allocator does on GPUs; peak memory stays about the same, but the process keeps it
+    until it exits. Applies to the whole process; a no-op (False) where the C library has no glibc `mallopt`.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
@@ -606,9 +608,9 @@ def pairwise_bench_step(model, *, lr: float):
     comparison examples, `collate` batches them (packing each pair around its shared prompt), and `TrainStep` with
     `RewardLoss` does the forward (the shared-prefix one where the model allows it), Bradley-Terry without ties or
     margins, backward, clipping at norm 1 and fused AdamW, in a process that keeps freed memory
-    (`keep_freed_memory`). Settings as the baseline's (TRL's `RewardTrainer` with the
-    transformers defaults): fp32, no weight decay, betas (0.9, 0.999); the learning rate stays at `lr` (TRL's decays
-    linearly to 0 over the run, which costs nothing either way).
+    (`keep_freed_memory`). Settings as the baseline's (TRL's `RewardTrainer` with the transformers defaults): fp32,
+    no weight decay, betas (0.9, 0.999); the learning rate stays at `lr` (TRL's decays linearly to 0 over the run,
+    which costs nothing either way).
     """
     from alinea.train.loop import TrainStep
 
