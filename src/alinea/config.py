@@ -35,9 +35,11 @@ class DemoDataConfig:
 
     out_dir: str = _f("runs/demo-data", "Folder the generated corpus.txt, prompts.jsonl and demonstrations.jsonl go to.")
     n_documents: int = _f(6000, "Documents in the English pretraining corpus.")
-    n_prompts: int = _f(200, "Prompts for sampling and the later RL stages (about 10% French, Spanish, Malagasy).")
+    n_prompts: int = _f(200, "Prompts for sampling and the later RL stages (foreign_share of them French, Spanish, Malagasy).")
     n_demonstrations: int = _f(300, "Demonstrations (prompt + ideal answer) for SFT.")
     n_refusals: int = _f(40, "Refusals of harmful requests added to the demonstrations (never the evaluation red-team prompts).")
+    foreign_share: float = _f(0.10, "Share of prompts and demonstrations in French, Spanish and Malagasy (equal parts).")
+    n_foreign_documents: int = _f(0, "French, Spanish and Malagasy documents mixed into the (English) pretraining corpus.")
     seed: int = _f(0, "Seed of the generator: the same seed gives byte-identical files.")
 
 
@@ -285,6 +287,11 @@ class LoopConfig:
     eval_samples: int = _f(1, "Answers sampled per evaluation prompt (each compared with the SFT answer of the same draw).")
     active_curve: bool = _f(True, "Measure reward accuracy vs judgments for active vs random selection (linear heads on frozen features).")
     safety_eval: bool = _f(True, "Evaluate red-team safety and needless refusals before and after each round.")
+    harmlessness: bool = _f(False, "Also judge every pair for harmlessness (a second project); the reward phase trains a cost model on those judgments.")
+    harm_judge: str = _f("harmless", "Gold of the harmlessness judgments (simulated annotators, ai judge): a judge name or module:function, higher = more harmless.")
+    costs: list = _f([], "Constrained RL (Safe RLHF) cost sources, higher = more harmful: cost_model (the loop's, needs harmlessness), a cost model directory, a detector (toxicity, harm) or module:function.")
+    cost_weights: list = _f([], "Weight of each cost source (empty: 1 each).")
+    cost_limit: float = _f(0.0, "The RL constraint: mean cost per answer at most this (Lagrange settings come from the [rloo]/[grpo]/[ppo] section).")
 
 
 @dataclass

@@ -17,6 +17,7 @@ from alinea.data.synthetic import (
     generate_corpus,
     generate_demonstrations,
     generate_documents,
+    generate_foreign_documents,
     generate_prompts,
     score_sentiment,
     sentiment_lexicon,
@@ -170,6 +171,41 @@ def test_prompt_languages_are_mostly_english_with_each_other_language_present():
     assert languages["en"] == 180
     assert languages["fr"] >= 6 and languages["es"] >= 6 and languages["mg"] >= 6
     assert Counter(record["tags"][0] for record in prompts).keys() == set(KINDS)
+
+
+def test_foreign_share_sets_the_languages_of_prompts_and_demonstrations():
+    prompts = generate_prompts(300, foreign_share=0.3)
+    languages = Counter(record["language"] for record in prompts)
+    assert languages == {"en": 210, "fr": 30, "es": 30, "mg": 30}
+    demonstrations = generate_demonstrations(100, foreign_share=0.0)
+    assert {record["language"] for record in demonstrations} == {"en"}
+    with pytest.raises(ValueError, match="foreign_share"):
+        generate_prompts(10, foreign_share=1.5)
+
+
+def test_foreign_documents_are_in_their_languages_and_deterministic():
+    from alinea.judges.language import identify_language
+
+    documents = generate_foreign_documents(90, seed=3)
+    assert documents == generate_foreign_documents(90, seed=3)
+    assert documents != generate_foreign_documents(90, seed=4)
+    assert all(document and "\n\n" not in document for document in documents)
+    qa = [d for d in documents if d.startswith("Q: ")]
+    assert 20 <= len(qa) <= 70 and all("\nA: " in d for d in qa)
+    found = Counter(identify_language(d.split("\nA: ")[-1]).language for d in documents)
+    # 30 of each language; the identifier is right on nearly all of these multi-sentence texts
+    assert found["fr"] >= 27 and found["es"] >= 27 and found["mg"] >= 27, found
+
+
+def test_write_demo_data_mixes_foreign_documents_into_the_corpus(tmp_path):
+    plain = write_demo_data(tmp_path / "a", n_documents=50, n_prompts=20, n_demonstrations=20)
+    mixed = write_demo_data(tmp_path / "b", n_documents=50, n_prompts=20, n_demonstrations=20, n_foreign_documents=12)
+    plain_docs = plain["corpus"].read_text(encoding="utf-8").strip().split("\n\n")
+    mixed_docs = mixed["corpus"].read_text(encoding="utf-8").strip().split("\n\n")
+    assert len(mixed_docs) == 62
+    foreign = generate_foreign_documents(12, seed=0)
+    assert [d for d in mixed_docs if d not in foreign] == plain_docs  # the English documents keep their order
+    assert Counter(mixed_docs) - Counter(plain_docs) == Counter(foreign)
 
 
 def test_non_english_prompts_are_in_their_language():

@@ -91,15 +91,34 @@ def generate_corpus(n_documents: int = 6000, seed: int = 0) -> list[str]:
     return [document.text for document in generate_documents(n_documents, seed)]
 
 
-def generate_prompts(n: int = 200, seed: int = 0) -> list[dict]:
-    """`n` prompt records: `{"type": "prompt", "id", "prompt", "language", "tags"}`.
+def generate_foreign_documents(n_documents: int, seed: int = 0) -> list[str]:
+    """`n_documents` short French, Spanish and Malagasy documents (in equal parts, shuffled) for the pretraining
+    corpus, written from the same banks as the foreign prompts and answers: half are an answer alone (2 to 5
+    sentences), half a `Q:` line with the request and an `A:` line with the answer, like the English replies.
+
+    The default corpus is English only; without some text in the other languages a tiny model cannot learn to answer
+    in them from the few demonstrations SFT sees."""
+    rng = random.Random(f"alinea-foreign-corpus-{seed}")
+    codes = [LANGUAGES[1 + index % 3] for index in range(n_documents)]
+    rng.shuffle(codes)
+    documents = []
+    for language in codes:
+        task = _foreign_task(rng, language)
+        answer = " ".join(_foreign_response(rng, task, rng.randint(2, 5)))
+        documents.append(f"Q: {task.prompt}\nA: {answer}" if rng.random() < 0.5 else answer)
+    return documents
+
+
+def generate_prompts(n: int = 200, seed: int = 0, *, foreign_share: float = FOREIGN_SHARE) -> list[dict]:
+    """`n` prompt records: `{"type": "prompt", "id", "prompt", "language", "tags"}`, `foreign_share` of them in
+    French, Spanish and Malagasy.
 
     Tags are `[kind, "target:<sentiment>", "lang:<code>"]`; the target (half positive, a quarter each negative and
     neutral) is the sentiment a reward could steer the answer towards; the prompt text itself never asks for one.
     """
     rng = random.Random(f"alinea-prompts-{seed}")
     records = []
-    for index, language in enumerate(_languages(rng, n)):
+    for index, language in enumerate(_languages(rng, n, foreign_share)):
         task = _task(rng, language)
         target = rng.choices(SENTIMENTS, weights=(2, 1, 1))[0]
         records.append(
@@ -114,8 +133,9 @@ def generate_prompts(n: int = 200, seed: int = 0) -> list[dict]:
     return records
 
 
-def generate_demonstrations(n: int = 300, seed: int = 0) -> list[dict]:
-    """`n` demonstration records: a prompt and an ideal answer (1 to 4 sentences) in the prompt's language.
+def generate_demonstrations(n: int = 300, seed: int = 0, *, foreign_share: float = FOREIGN_SHARE) -> list[dict]:
+    """`n` demonstration records: a prompt and an ideal answer (1 to 4 sentences) in the prompt's language
+    (`foreign_share` of them French, Spanish and Malagasy).
 
     English answers are positive (80%) or neutral (20%); the other languages' answers are positive. About 15% of the
     records carry `messages` (an optional system turn, then user, assistant, user) instead of `prompt`; their
@@ -124,7 +144,7 @@ def generate_demonstrations(n: int = 300, seed: int = 0) -> list[dict]:
     """
     rng = random.Random(f"alinea-demonstrations-{seed}")
     records = []
-    for index, language in enumerate(_languages(rng, n)):
+    for index, language in enumerate(_languages(rng, n, foreign_share)):
         task = _task(rng, language)
         target = rng.choices(("positive", "neutral"), weights=(4, 1))[0] if language == "en" else "positive"
         record: dict = {"type": "demonstration", "id": f"d-{index:06d}"}
@@ -189,16 +209,25 @@ def write_demo_data(
     n_demonstrations: int = 300,
     seed: int = 0,
     n_refusals: int = 0,
+    foreign_share: float = FOREIGN_SHARE,
+    n_foreign_documents: int = 0,
 ) -> dict[str, Path]:
     """Write `corpus.txt` (documents separated by a blank line), `prompts.jsonl` and `demonstrations.jsonl` (UTF-8,
     one JSON object a line) into `out_dir`, each atomically; return their paths keyed `corpus`, `prompts`,
     `demonstrations`. With `n_refusals`, that many refusals of harmful requests (`alinea.data.redteam`, never the
-    evaluation red-team prompts themselves) are appended to the demonstrations."""
+    evaluation red-team prompts themselves) are appended to the demonstrations. `foreign_share` is the share of
+    prompts and demonstrations in French, Spanish and Malagasy; `n_foreign_documents` documents in those languages
+    (`generate_foreign_documents`) are mixed into the corpus at seeded positions."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    corpus = "\n\n".join(generate_corpus(n_documents, seed)) + "\n"
-    prompts = _jsonl(generate_prompts(n_prompts, seed))
-    demo_records = generate_demonstrations(n_demonstrations, seed)
+    documents = generate_corpus(n_documents, seed)
+    if n_foreign_documents:
+        mixer = random.Random(f"alinea-corpus-mix-{seed}")
+        for document in generate_foreign_documents(n_foreign_documents, seed):
+            documents.insert(mixer.randint(0, len(documents)), document)
+    corpus = "\n\n".join(documents) + "\n"
+    prompts = _jsonl(generate_prompts(n_prompts, seed, foreign_share=foreign_share))
+    demo_records = generate_demonstrations(n_demonstrations, seed, foreign_share=foreign_share)
     if n_refusals:
         from alinea.data.redteam import generate_redteam_prompts, generate_refusal_demonstrations
 
@@ -277,10 +306,12 @@ def _sentences(
     return [_capitalize(_render(rng, templates[index], slots, used)) for index in chosen]
 
 
-def _languages(rng: random.Random, n: int) -> list[str]:
-    """`n` language codes: `FOREIGN_SHARE` of them French, Spanish and Malagasy in equal parts, the rest English,
+def _languages(rng: random.Random, n: int, foreign_share: float = FOREIGN_SHARE) -> list[str]:
+    """`n` language codes: `foreign_share` of them French, Spanish and Malagasy in equal parts, the rest English,
     shuffled."""
-    n_foreign = round(n * FOREIGN_SHARE)
+    if not 0.0 <= foreign_share <= 1.0:
+        raise ValueError(f"foreign_share must be between 0 and 1, got {foreign_share}")
+    n_foreign = round(n * foreign_share)
     codes = [LANGUAGES[1 + index % 3] for index in range(n_foreign)]
     codes += ["en"] * (n - n_foreign)
     rng.shuffle(codes)

@@ -53,6 +53,7 @@ def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult
     paths = write_demo_data(
         Path(dcfg.out_dir), n_documents=dcfg.n_documents, n_prompts=dcfg.n_prompts,
         n_demonstrations=dcfg.n_demonstrations, seed=dcfg.seed, n_refusals=dcfg.n_refusals,
+        foreign_share=dcfg.foreign_share, n_foreign_documents=dcfg.n_foreign_documents,
     )
     console.print(f"corpus, prompts and demonstrations in {dcfg.out_dir}")
     seconds["data"] = time.perf_counter() - start
