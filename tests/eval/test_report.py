@@ -52,7 +52,16 @@ def full_round(number: int) -> dict:
             "<b>ann-3</b> & $x$": {"gold_accuracy": 0.2, "position_bias": 0.0, "reliability": 0.1, "judgments": 20,
                                    "kind": "<i>adversarial</i>"},
         },
-        "safety": {"safe_rate_before": 0.5, "safe_rate_after": 0.6 + 0.1 * number, "needless_refusal_rate": 0.05},
+        "safety": {"safe_rate_before": 0.5, "safe_rate_after": 0.6 + 0.1 * number, "needless_refusal_rate": 0.05,
+                   "by_language": {"en": {"safe_rate": 0.9, "needless_refusal_rate": 0.0},
+                                   "mg": {"safe_rate": 0.4, "needless_refusal_rate": 0.2}}},
+        # constrained RL: the mean cost falls 0.5, 0.4, 0.3 while the multiplier rises; the limit is 0.35
+        "constrained": {"sources": ["cost_model", "toxicity"], "cost_limit": 0.35, "planned_steps": 3,
+                        "steps": [[1, 0.5, 1.0, 0.0], [2, 0.4, 1.1, 0.0], [3, 0.3, 1.15, 1.0]],
+                        "cost_mean_final": 0.3, "lagrange_multiplier_final": 1.15, "satisfied_share": 1 / 3,
+                        "stopped_early": False, "eval_cost": {"sft": 0.6, "policy": 0.4 - 0.1 * number}},
+        "harmlessness": {"judgments": 30, "ties": 12, "krippendorff_alpha": 0.5, "cost_model_accuracy": 0.7,
+                         "harmless_score": {"sft": 0.8, "policy": 0.85 + 0.05 * number}},
         "rl_run": f"rounds/{number}/rl",
         # sqrt(KL) goes 0.25 .. number along the run
         "over_optimisation": [[d, gold_at(d), 0.5 * d] for d in (0.25 * k for k in range(1, 4 * number + 1))],
@@ -90,7 +99,8 @@ def test_report_has_every_panel_and_plot(full_report):
     assert report_path == loop_dir / "report.html"
     for panel, _ in PANELS:
         section(html, panel)
-    with_plots = ("rl-curves", "over-optimisation", "win-rates", "rm-accuracy", "agreement", "languages", "safety")
+    with_plots = ("rl-curves", "constrained", "over-optimisation", "win-rates", "rm-accuracy", "agreement", "languages",
+                  "safety")
     for panel in with_plots:
         assert section(html, panel).count('<img alt="') == 1, panel
         assert 'src="data:image/png;base64,iVBORw0KGgo' in section(html, panel)  # the PNG signature, base64
@@ -161,8 +171,11 @@ def test_missing_keys_say_not_measured(tmp_path):
     assert summary["rounds"] == 2 and summary["win_rate_vs_sft"] == 0.55 and summary["done"] is False
     assert all(summary[k] is None for k in HEADLINE_KEYS if k not in ("rounds", "win_rate_vs_sft"))
     assert summary["gao_fit"] is None and summary["loop_seconds"] is None
-    for panel in ("rl-curves", "over-optimisation", "rm-accuracy", "agreement", "languages", "safety", "phase-times"):
+    for panel in ("rl-curves", "constrained", "over-optimisation", "rm-accuracy", "agreement", "languages", "safety",
+                  "phase-times"):
         assert "not measured" in section(html, panel), panel
+    assert summary["constrained"] is None and summary["harmlessness"] is None and summary["warnings"] == []
+    assert "No warnings." in section(html, "warnings")
     assert "gone/metrics.jsonl not found" in section(html, "rl-curves")
     # the win-rate panel plots round 2 and marks the other cells
     win_rates = section(html, "win-rates")

@@ -11,7 +11,13 @@ Keys of a round (all optional): `round`, `judgments`, `judgments_total`, `phase_
 "low", "high", "n"}, "rm": {...}}`), `win_rate_by_language`, `gold_reward` and `proxy_reward` (`{"sft", "policy"}`),
 `kl`, `language_consistency`, `language_consistency_by_language`, `agreement` (`{"krippendorff_alpha",
 "cohen_kappa": {"a|b": k}}`), `annotators` (`{name: {"gold_accuracy", "position_bias", "reliability", "judgments",
-"kind"}}`), `safety`, `rl_run`, `over_optimisation` (`[[sqrt_kl, gold, proxy], ...]`), `rl_algorithm`.
+"kind"}}`), `safety` (numbers, and `by_language`: `{lang: {"safe_rate", "needless_refusal_rate"}}`), `rl_run`,
+`over_optimisation` (`[[sqrt_kl, gold, proxy], ...]`), `rl_algorithm`, `constrained` (constrained RL: `sources`,
+`cost_limit`, `steps` = `[[step, cost_mean, lagrange_multiplier, constraint_satisfied], ...]`, `cost_mean_final`,
+`lagrange_multiplier_final`, `satisfied_share`, `stopped_early`, `eval_cost` = `{"sft", "policy"}`), `harmlessness`
+(`judgments`, `ties`, `cost_model_accuracy`, `krippendorff_alpha`, `harmless_score` = `{"sft", "policy"}`) and
+`warnings` (a list of messages). `loop_state.json`'s `warnings` (`{round: [message, ...]}`) are read too, so a
+warning of a round that has not finished yet is shown.
 
 A panel whose numbers are missing says "not measured" instead of failing; a value of the wrong type counts as
 missing. Panels and how to read them: docs/report.md.
@@ -19,7 +25,7 @@ missing. Panels and how to read them: docs/report.md.
 `summary.json` (headline numbers, each from the latest round that measured it; `measured_in_round` says which):
 `rounds`, `win_rate_vs_sft` (gold judge), `gold_reward_sft`, `gold_reward_final`, `kl_final`, `rm_accuracy`,
 `language_consistency`, and more: intervals, the reward model's win rate, per-language numbers, agreement, safety,
-the Gao fit, phase times.
+the constraint, the harmlessness judgments, the loop's warnings, the Gao fit, phase times.
 """
 
 from __future__ import annotations
@@ -51,7 +57,9 @@ HEADLINE_KEYS = (
 
 PANELS = (
     ("summary", "Headline numbers"),
+    ("warnings", "Warnings"),
     ("rl-curves", "Reward and KL over RL steps"),
+    ("constrained", "Constrained RL: cost and Lagrange multiplier"),
     ("over-optimisation", "Gold and proxy reward against sqrt(KL)"),
     ("win-rates", "Win rates per round"),
     ("rm-accuracy", "Reward-model accuracy against judgments"),
@@ -153,6 +161,42 @@ def read_loop_dir(loop_dir: str | Path) -> LoopDir:
             raise UserError(f"{state_path}: not valid JSON ({err.msg}); expected the loop's state object.") from None
         state = loaded if isinstance(loaded, dict) else {}
     return LoopDir(path=path, rounds=[by_round[k] for k in sorted(by_round)], state=state)
+
+
+def loop_warnings(loop: LoopDir) -> list[dict[str, Any]]:
+    """Every warning of the loop, `{"round", "message"}`, in round order: from each round's `warnings` and from
+    loop_state.json's (which also holds those of a round still running); each message once."""
+    by_round: dict[int, list[str]] = {}
+
+    def add(number: Any, messages: Any) -> None:
+        if not isinstance(messages, list):
+            return
+        try:
+            key = int(number)
+        except (TypeError, ValueError):
+            return
+        for message in messages:
+            if isinstance(message, str) and message not in by_round.setdefault(key, []):
+                by_round[key].append(message)
+
+    for row in loop.rounds:
+        add(row["round"], row.get("warnings"))
+    for number, messages in _mapping(loop.state.get("warnings")).items():
+        add(number, messages)
+    return [{"round": number, "message": message} for number in sorted(by_round) for message in by_round[number]]
+
+
+def constraint_steps(loop: LoopDir, row: Mapping) -> list[tuple[float, float | None, float | None]]:
+    """(step, mean cost, Lagrange multiplier) of a round's RL run: its `constrained.steps`, else its metrics.jsonl."""
+    points = []
+    for entry in _nested(row, "constrained", "steps") or []:
+        if isinstance(entry, list | tuple) and len(entry) >= 3 and _number(entry[0]) is not None:
+            points.append((_number(entry[0]), _number(entry[1]), _number(entry[2])))
+    if points or not isinstance(row.get("constrained"), Mapping):
+        return points
+    metrics, _ = read_rl_metrics(loop.path, row)
+    return [(_number(m["step"]), _number(m.get("cost_mean")), _number(m.get("lagrange_multiplier")))
+            for m in metrics if _number(m.get("cost_mean")) is not None]
 
 
 def read_rl_metrics(loop_dir: Path, round_row: Mapping) -> tuple[list[dict[str, Any]], str | None]:
@@ -317,6 +361,41 @@ def build_summary(loop: LoopDir) -> dict[str, Any]:
             if _number(seconds) is not None:
                 phase_totals[str(phase)] = phase_totals.get(str(phase), 0.0) + _number(seconds)
     algorithm, _ = _latest(rounds, "rl_algorithm")
+    constrained = None
+    for row in reversed(rounds):
+        figures = _mapping(row.get("constrained"))
+        if figures:
+            measured["constrained"] = row["round"]
+            constrained = {
+                "sources": [str(s) for s in figures.get("sources") or []],
+                "cost_limit": _number(figures.get("cost_limit")),
+                "cost_mean_final": _number(figures.get("cost_mean_final")),
+                "lagrange_multiplier_final": _number(figures.get("lagrange_multiplier_final")),
+                "satisfied_share": _number(figures.get("satisfied_share")),
+                "stopped_early": figures.get("stopped_early") if isinstance(figures.get("stopped_early"), bool) else None,
+                "eval_cost_sft": _number(_nested(figures, "eval_cost", "sft")),
+                "eval_cost_policy": _number(_nested(figures, "eval_cost", "policy")),
+            }
+            break
+    harmlessness = None
+    for row in reversed(rounds):
+        figures = _mapping(row.get("harmlessness"))
+        if figures:
+            measured["harmlessness"] = row["round"]
+            harmlessness = {
+                "judgments_total": sum(_number(_nested(r, "harmlessness", "judgments")) or 0 for r in rounds),
+                "cost_model_accuracy": _number(figures.get("cost_model_accuracy")),
+                "krippendorff_alpha": _number(figures.get("krippendorff_alpha")),
+                "harmless_score_sft": _number(_nested(figures, "harmless_score", "sft")),
+                "harmless_score_final": _number(_nested(figures, "harmless_score", "policy")),
+            }
+            break
+    safety_by_language = None
+    if isinstance(safety, Mapping):
+        safety_by_language = {
+            str(lang): {str(k): _number(v) for k, v in _mapping(table).items() if _number(v) is not None}
+            for lang, table in _mapping(safety.get("by_language")).items()
+        } or None
     summary |= {
         "done": bool(loop.state.get("done")) if loop.state else None,
         "rl_algorithm": algorithm if isinstance(algorithm, str) else None,
@@ -333,6 +412,10 @@ def build_summary(loop: LoopDir) -> dict[str, Any]:
         "agreement_alpha": latest_number("agreement_alpha", "agreement", "krippendorff_alpha"),
         "safety": {str(k): _number(v) for k, v in safety.items() if _number(v) is not None}
         if isinstance(safety, Mapping) else None,
+        "safety_by_language": safety_by_language,
+        "constrained": constrained,
+        "harmlessness": harmlessness,
+        "warnings": loop_warnings(loop),
         "gao_fit": optimisation.fit,
         "phase_seconds": phase_totals or None,
         "loop_seconds": sum(phase_totals.values()) if phase_totals else None,
@@ -345,6 +428,8 @@ def build_summary(loop: LoopDir) -> dict[str, Any]:
                 "kl": _number(row.get("kl")),
                 "rm_accuracy": _number(row.get("rm_accuracy")),
                 "language_consistency": _number(row.get("language_consistency")),
+                "cost_mean": _number(_nested(row, "constrained", "cost_mean_final")),
+                "lagrange_multiplier": _number(_nested(row, "constrained", "lagrange_multiplier_final")),
             }
             for row in rounds
         ],
@@ -445,10 +530,85 @@ def panel_summary(loop: LoopDir, summary: Mapping) -> str:
         ("RL algorithm", summary["rl_algorithm"] or "not measured"),
         ("loop time (sum of phases)", _fmt_seconds(summary["loop_seconds"])),
     ]
+    constrained = summary.get("constrained")
+    if constrained:
+        rows.append(("mean cost at the last RL step (limit)",
+                     f"{_fmt(constrained['cost_mean_final'])} ({_fmt(constrained['cost_limit'])})"))
+        rows.append(("mean cost of held-out answers: SFT -> final policy",
+                     f"{_fmt(constrained['eval_cost_sft'])} -> {_fmt(constrained['eval_cost_policy'])}"))
+    rows.append(("warnings", str(len(summary.get("warnings") or []))))
     return _table(("number", "value"), rows, css="summary") + (
         "<p>Each number comes from the latest round that measured it; summary.json's <code>measured_in_round</code> "
         "says which.</p>"
     )
+
+
+def panel_warnings(loop: LoopDir) -> str:
+    warnings = loop_warnings(loop)
+    if not warnings:
+        return "<p>No warnings.</p>"
+    return _table(("round", "warning"), [(w["round"], w["message"]) for w in warnings], css="warnings")
+
+
+def panel_constrained(loop: LoopDir) -> str:
+    rounds = [row for row in loop.rounds if isinstance(row.get("constrained"), Mapping)]
+    if not rounds:
+        return _not_measured("no round used costs (loop.costs is empty)")
+    parts = []
+    series = [(row, constraint_steps(loop, row)) for row in rounds]
+    if any(points for _, points in series):
+        fig, axes = _figure(8.0, 5.0, nrows=2, sharex=True)
+        cost_ax, lambda_ax = axes[0][0], axes[1][0]
+        offset = 0.0
+        for index, (row, points) in enumerate(series):
+            if not points:
+                continue
+            colour = _round_colour(index)
+            steps = [offset + step for step, _, _ in points]
+            costs = [(x, c) for x, (_, c, _) in zip(steps, points, strict=True) if c is not None]
+            multipliers = [(x, m) for x, (_, _, m) in zip(steps, points, strict=True) if m is not None]
+            if costs:
+                cost_ax.plot(*zip(*costs, strict=True), "o-", color=colour, markersize=3, label=f"round {row['round']}")
+            if multipliers:
+                lambda_ax.plot(*zip(*multipliers, strict=True), "o-", color=colour, markersize=3,
+                               label=f"round {row['round']}")
+            limit = _number(row["constrained"].get("cost_limit"))
+            if limit is not None:
+                cost_ax.hlines(limit, steps[0], steps[-1], colors=colour, linestyles="--", linewidth=1)
+            if index:
+                for ax in (cost_ax, lambda_ax):
+                    ax.axvline(offset, color="grey", linewidth=0.6, linestyle=":")
+            offset = max(steps) + 1
+        cost_ax.set_ylabel("mean cost per answer")
+        cost_ax.set_title("Mean cost per RL step (dashed: the limit) and the Lagrange multiplier")
+        lambda_ax.set_ylabel("Lagrange multiplier")
+        lambda_ax.set_xlabel("RL step (rounds one after another)")
+        cost_ax.legend(fontsize=8)
+        parts.append(_img(fig, "mean cost and Lagrange multiplier over RL steps"))
+    table = []
+    for row in rounds:
+        figures = row["constrained"]
+        stopped = figures.get("stopped_early")
+        table.append([
+            row["round"], ", ".join(str(s) for s in figures.get("sources") or []) or "not measured",
+            _fmt(figures.get("cost_limit")), _fmt(figures.get("cost_mean_final")),
+            _fmt(figures.get("satisfied_share")), _fmt(figures.get("lagrange_multiplier_final")),
+            f"{_fmt(_nested(figures, 'eval_cost', 'sft'))} -> {_fmt(_nested(figures, 'eval_cost', 'policy'))}",
+            {True: "yes (see the warnings)", False: "no"}.get(stopped, "not measured"),
+        ])
+    parts.append(_table(("round", "cost sources", "limit", "mean cost, last step", "steps within the limit",
+                         "multiplier, last step", "held-out mean cost: SFT -> policy", "stopped early"), table))
+    harmless = [(row["round"], _mapping(row.get("harmlessness"))) for row in loop.rounds if _mapping(row.get("harmlessness"))]
+    if harmless:
+        parts.append("<h3>Harmlessness judgments and the cost model</h3>")
+        parts.append(_table(
+            ("round", "judgments", "ties", "agreement (alpha)", "cost model accuracy",
+             "harm judge (higher = more harmless): SFT -> policy"),
+            [(r, _fmt(h.get("judgments")), _fmt(h.get("ties")), _fmt(h.get("krippendorff_alpha")),
+              _fmt(h.get("cost_model_accuracy")),
+              f"{_fmt(_nested(h, 'harmless_score', 'sft'))} -> {_fmt(_nested(h, 'harmless_score', 'policy'))}")
+             for r, h in harmless]))
+    return "".join(parts)
 
 
 def panel_rl_curves(loop: LoopDir) -> str:
@@ -785,6 +945,13 @@ def panel_safety(loop: LoopDir) -> str:
     numbers = sorted(tables)
     parts.append(_table(("measure", *(f"round {r}" for r in numbers)),
                         [(key, *(_fmt(tables[r].get(key)) for r in numbers)) for key in keys]))
+    latest = next((row for row in reversed(loop.rounds) if _nested(row, "safety", "by_language")), None)
+    by_language = _mapping(_nested(latest, "safety", "by_language")) if latest else {}
+    if by_language:
+        parts.append(f"<h3>By prompt language (round {latest['round']})</h3>")
+        parts.append(_table(("language", "safe rate", "needless refusal rate"),
+                            [(lang, _fmt(_mapping(v).get("safe_rate")), _fmt(_mapping(v).get("needless_refusal_rate")))
+                             for lang, v in sorted(by_language.items())]))
     return "".join(parts)
 
 
@@ -821,8 +988,14 @@ def panel_phase_times(loop: LoopDir) -> str:
 HOW_TO_READ = {
     "summary": "The numbers the loop is judged by. Win rates count ties as half; the interval is a 95% bootstrap over "
                "prompts.",
+    "warnings": "What the loop flagged along the way: a constraint judged unreachable (the Lagrange multiplier sat at "
+                "its cap), too few judgments, harmlessness judgments without signal. Each says what to change.",
     "rl-curves": "The reward being optimised should rise and the KL to the SFT reference grow slowly; a KL jump to tens "
                  "of nats is a blow-up. Dotted lines separate rounds.",
+    "constrained": "Constrained RL (Safe RLHF, Dai et al. 2023): the policy maximises reward - lambda * cost, and "
+                   "lambda rises while the mean cost is above the limit and falls once it is below. A healthy run "
+                   "brings the cost under the dashed limit with lambda levelling off; lambda climbing to its cap "
+                   "means the limit is out of reach (a warning). The held-out cost compares SFT and policy answers.",
     "over-optimisation": "Gao et al. (2022): against d = sqrt(KL), the proxy (reward-model) reward keeps rising while "
                          "the gold reward rises, peaks and falls. Points past the fitted peak are over-optimised; "
                          "a widening gap between the two panels is the reward model being exploited.",
@@ -861,7 +1034,9 @@ def render_html(loop: LoopDir, summary: Mapping) -> str:
     optimisation = over_optimisation(loop.rounds)
     bodies = {
         "summary": lambda: panel_summary(loop, summary),
+        "warnings": lambda: panel_warnings(loop),
         "rl-curves": lambda: panel_rl_curves(loop),
+        "constrained": lambda: panel_constrained(loop),
         "over-optimisation": lambda: panel_over_optimisation(loop, optimisation),
         "win-rates": lambda: panel_win_rates(loop),
         "rm-accuracy": lambda: panel_rm_accuracy(loop),

@@ -12,8 +12,10 @@ response, higher is better, so the RL trainers take them as reward sources by na
 | `length`               | 1 within 8..60 words, falling linearly to 0 outside              | [0, 1]   |
 | `non_toxic`            | 1 unless a listed insult or profanity occurs                     | {0, 1}   |
 | `non_refusal`          | 1 unless the answer opens with a refusal                         | {0, 1}   |
+| `harmless`             | 1 - harm: toxic terms, or a harmful request answered (`harm.py`) | [0, 1]   |
 
-`DETECTORS` holds the two rule judges the other way round (`toxicity`, `refusal`: 1 = found), for safety evaluation.
+`DETECTORS` holds the rule judges the other way round (`toxicity`, `refusal`: 1 = found; `harm` in [0, 1]), for
+safety evaluation and as costs of constrained RL.
 `weighted({...})` and `parse_judge_spec("sentiment=1,language=0.5")` build a weighted sum of judges that also
 reports each term (`components`). docs/judges.md has each judge's measured accuracy and what it does not cover.
 """
@@ -26,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from alinea.errors import UserError
+from alinea.judges.harm import harm, harm_score, harmful_request_phrase, harmless, is_harmful_request
 from alinea.judges.language import (
     DEFAULT_CANDIDATES,
     LanguageGuess,
@@ -50,10 +53,11 @@ JUDGES: dict[str, RewardFn] = {
     "length": length,
     "non_toxic": non_toxic,
     "non_refusal": non_refusal,
+    "harmless": harmless,
 }
 """Judge name -> batched function; every one is higher-is-better (`language` is an alias of `language_consistency`)."""
 
-DETECTORS: dict[str, RewardFn] = {"toxicity": toxicity, "refusal": refusal}
+DETECTORS: dict[str, RewardFn] = {"toxicity": toxicity, "refusal": refusal, "harm": harm}
 """Rule detectors: 1.0 where the thing was found, else 0.0 (lower is better; give them a negative weight in a mix)."""
 
 
@@ -221,7 +225,12 @@ __all__ = [
     "RewardFn",
     "WeightedJudge",
     "get_judge",
+    "harm",
+    "harm_score",
+    "harmful_request_phrase",
+    "harmless",
     "identify_language",
+    "is_harmful_request",
     "is_refusal",
     "is_toxic",
     "language_consistency",

@@ -10,7 +10,12 @@ judge (offline, e.g. sentiment) and by this round's reward model:
 - KL and the over-optimisation points (sqrt KL, gold, proxy) from the RL run's per-step metrics, where the gold
   judge is logged as a zero-weight reward component;
 - agreement and annotator figures from the feedback app's quality endpoint and the reward model's learned
-  reliabilities.
+  reliabilities;
+- with `costs` (constrained RL): the cost limit, the mean cost and Lagrange multiplier per RL step, the share of steps
+  within the limit, and the mean cost of the SFT and policy answers to the held-out prompts (`constrained`);
+- with `harmlessness`: the round's harmlessness judgments, their agreement, the cost model's held-out accuracy and
+  the harm judge's mean score (higher = more harmless) of the SFT and policy answers (`harmlessness`);
+- the round's warnings (`warnings`: e.g. the Lagrange multiplier sat at its cap, the constraint unreachable).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import json
 import math
 from pathlib import Path
 
-from alinea.data.jsonl import read_records, write_jsonl
+from alinea.data.jsonl import read_records, write_jsonl, write_text
 
 
 def _user_text(record) -> str:
@@ -99,6 +104,12 @@ def evaluate_round(ctx) -> dict:
     }
     row.update(_rl_figures(ctx))
     row.update(_annotator_figures(ctx))
+    if lcfg.costs:
+        row["constrained"] = _constrained(ctx, records, prompts, sft, policy)
+    if lcfg.harmlessness:
+        row["harmlessness"] = _harmlessness(ctx, prompts, sft, policy)
+    if ctx.state.warnings.get(str(r)):
+        row["warnings"] = list(ctx.state.warnings[str(r)])
     if lcfg.safety_eval:
         row["safety"] = _safety(ctx)
     if lcfg.active_curve:
@@ -201,6 +212,53 @@ def _rl_figures(ctx) -> dict:
     return out
 
 
+def _rl_train_rows(ctx) -> list[dict]:
+    metrics_file = ctx.round_dir() / "rl" / "metrics.jsonl"
+    if not metrics_file.is_file():
+        return []
+    rows = [json.loads(x) for x in metrics_file.read_text().splitlines() if x.strip()]
+    return [x for x in rows if x.get("split") == "train"]
+
+
+def _constrained(ctx, records, prompts: list[str], sft: list[str], policy: list[str]) -> dict:
+    """The constraint along the RL run, and the mean cost of the SFT and policy answers to the held-out prompts."""
+    from alinea.loop.constrained import eval_costs, rl_constraint_figures, rl_cost_sources
+
+    lcfg = ctx.lcfg
+    out = rl_constraint_figures(_rl_train_rows(ctx), limit=lcfg.cost_limit, sources=lcfg.costs,
+                                planned_steps=lcfg.rl_steps)
+    sources = rl_cost_sources(lcfg.costs, ctx.state.cost_model)
+    out["eval_cost"] = eval_costs(sources, lcfg.cost_weights, records, prompts, {"sft": sft, "policy": policy})
+    return out
+
+
+def _harmlessness(ctx, prompts: list[str], sft: list[str], policy: list[str]) -> dict:
+    """The round's harmlessness judgments, their agreement, the cost model's accuracy, the harm judge's means."""
+    from alinea.judges import get_judge
+    from alinea.loop.constrained import cost_model_accuracy
+    from alinea.loop.rounds import HARMLESSNESS_FILE
+
+    path = ctx.round_dir() / HARMLESSNESS_FILE
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+    comparisons = [x for x in rows if x.get("type") == "comparison"]
+    judge = get_judge(ctx.lcfg.harm_judge)
+    out: dict = {
+        "judgments": len(comparisons),
+        "ties": sum(1 for x in comparisons if x.get("preference") == "tie"),
+        "cost_model_accuracy": cost_model_accuracy(ctx.state.cost_model),
+        "harm_judge": ctx.lcfg.harm_judge,
+        "harmless_score": {"sft": _mean(map(float, judge(prompts, sft))),  # the harm judge, higher = more harmless
+                           "policy": _mean(map(float, judge(prompts, policy)))},
+    }
+    cost_model = Path(ctx.state.cost_model) if ctx.state.cost_model else None
+    if cost_model is not None:
+        out["cost_model"] = str(cost_model.relative_to(ctx.out) if cost_model.is_relative_to(ctx.out) else cost_model)
+    quality_file = ctx.round_dir() / "harmlessness_quality.json"
+    if quality_file.is_file():
+        out["krippendorff_alpha"] = (json.loads(quality_file.read_text()).get("agreement") or {}).get("alpha")
+    return out
+
+
 def _annotator_figures(ctx) -> dict:
     """Agreement and per-annotator quality (from the app) plus the reward model's learned reliabilities."""
     out: dict = {}
@@ -247,7 +305,7 @@ def _safety(ctx) -> dict:
     else:
         report, _ = evaluate_model_safety(ctx.lcfg.policy, max_new_tokens=rcfg.max_new_tokens, seed=ctx.lcfg.seed)
         before = report.to_json()["overall"]
-        cache.write_text(json.dumps(before) + "\n")
+        write_text(cache, [json.dumps(before) + "\n"])  # atomic: a crash leaves no half-written cache
     report, _ = evaluate_model_safety(ctx.state.policy, max_new_tokens=rcfg.max_new_tokens, seed=ctx.lcfg.seed)
     after = report.to_json()
     return {

@@ -6,9 +6,12 @@ Each round runs these phases, each leaving its output in `DIR/round-R/` before t
   generate   K answers per prompt from the current policy
   select     which pairs people see: reward-model ensemble disagreement (active) or random (round 1 has no model yet)
   feedback   a project in the feedback app (over its HTTP API): the pairs plus gold items; simulated annotators judge
-             through the same API, or the loop waits for people; the judgments are exported as records
-  reward     the reward model trained on every judgment so far (round 1 from the SFT model, later rounds continue)
-  rl         the policy optimised against the reward model mixed with automated signals, KL to the SFT model
+             through the same API, or the loop waits for people; the judgments are exported as records. With
+             `harmlessness`, a second project asks of the same pairs which answer is less harmful
+  reward     the reward model trained on every judgment so far (round 1 from the SFT model, later rounds continue);
+             with `harmlessness`, also the cost model on the inverted harmlessness judgments (`alinea.loop.constrained`)
+  rl         the policy optimised against the reward model mixed with automated signals, KL to the SFT model; with
+             `costs`, subject to mean cost <= `cost_limit` (Safe RLHF's Lagrange multiplier)
   evaluate   win rates vs SFT and vs the previous round (gold judge and reward model, bootstrap CIs), gold reward,
              KL, language consistency, reward-model accuracy on gold pairs, annotator agreement; then the report
 
@@ -47,10 +50,12 @@ class LoopState:
     done: bool = False
     policy: str = ""  # current policy checkpoint
     reward_model: str = ""  # latest reward model directory
+    cost_model: str = ""  # latest cost model directory (harmlessness = true)
     project_ids: dict = field(default_factory=dict)  # round -> app project id
     annotators: dict = field(default_factory=dict)  # simulated annotator name -> API token
     judgments_total: int = 0
     phase_seconds: dict = field(default_factory=dict)  # round -> {phase: seconds}
+    warnings: dict = field(default_factory=dict)  # round -> [message, ...] (shown in the report and summary.json)
 
     @classmethod
     def load(cls, out: Path) -> LoopState:
@@ -86,6 +91,13 @@ class LoopContext:
         path = self.out / f"round-{r or self.state.round}"
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def warn(self, message: str) -> None:
+        """Record a warning of this round (kept in the state, so a resumed loop still reports it) and print it."""
+        messages = self.state.warnings.setdefault(str(self.state.round), [])
+        if message not in messages:
+            messages.append(message)
+        self.console.print(f"[yellow]warning: {message}", highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -180,6 +192,9 @@ def _check(cfg: AlineaConfig) -> None:
         raise UserError(f"loop.on_short: expected skip or fail, found {lcfg.on_short!r}.")
     if len(lcfg.automated_weights) != len(lcfg.automated_rewards):
         raise UserError("loop.automated_weights: one weight per automated reward.")
+    from alinea.loop.constrained import check_costs
+
+    check_costs(cfg)
 
 
 def _split_prompts(cfg: AlineaConfig, out: Path) -> tuple[Path, Path]:
@@ -358,48 +373,87 @@ def _gold_scores(judge_name: str, prompts: list[str], responses: list[str]) -> l
     return [float(x) for x in get_judge(judge_name)(prompts, responses)]
 
 
-def phase_feedback(ctx: LoopContext) -> None:
+HARMLESSNESS_FILE = "harmlessness.jsonl"
+"""A round's harmlessness judgments (preference = the less harmful answer), when loop.harmlessness is on."""
+
+
+def _ai_judgments(records, pairs: list[dict], judge_name: str, *, tie_margin: float, annotator: str) -> list:
+    """Comparison records labelled by a judge: the higher score wins, a gap below `tie_margin` is a tie."""
     from alinea.data.records import Comparison
 
+    prompts = [records[p["prompt_index"]].prompt_messages()[-1]["content"] for p in pairs]
+    score_a = _gold_scores(judge_name, prompts, [p["a"] for p in pairs])
+    score_b = _gold_scores(judge_name, prompts, [p["b"] for p in pairs])
+    judged = []
+    for pair, sa, sb in zip(pairs, score_a, score_b, strict=True):
+        source = records[pair["prompt_index"]]
+        preference = "tie" if abs(sa - sb) < tie_margin else ("a" if sa > sb else "b")
+        judged.append(Comparison(
+            messages=source.messages, prompt=source.prompt if source.messages is None else None,
+            response_a=pair["a"], response_b=pair["b"], preference=preference,
+            strength=0 if preference == "tie" else 1, language=source.language, annotator=annotator,
+        ))
+    return judged
+
+
+def phase_feedback(ctx: LoopContext) -> None:
     lcfg = ctx.lcfg
     records = read_records(ctx.train_prompts)
     pairs = [json.loads(x) for x in (ctx.round_dir() / "pairs.jsonl").read_text().splitlines()]
     out_file = ctx.round_dir() / "judgments.jsonl"
+    harmless_file = ctx.round_dir() / HARMLESSNESS_FILE
     if lcfg.judges == "ai":
-        judged = []
-        gold_a = _gold_scores(lcfg.gold_judge, [records[p["prompt_index"]].prompt_messages()[-1]["content"] for p in pairs], [p["a"] for p in pairs])
-        gold_b = _gold_scores(lcfg.gold_judge, [records[p["prompt_index"]].prompt_messages()[-1]["content"] for p in pairs], [p["b"] for p in pairs])
-        for pair, ga, gb in zip(pairs, gold_a, gold_b, strict=True):
-            source = records[pair["prompt_index"]]
-            preference = "tie" if abs(ga - gb) < lcfg.tie_margin else ("a" if ga > gb else "b")
-            judged.append(Comparison(
-                messages=source.messages, prompt=source.prompt if source.messages is None else None,
-                response_a=pair["a"], response_b=pair["b"], preference=preference,
-                strength=0 if preference == "tie" else 1, language=source.language, annotator="ai-judge",
-            ))
+        judged = _ai_judgments(records, pairs, lcfg.gold_judge, tie_margin=lcfg.tie_margin, annotator="ai-judge")
         write_records(out_file, judged)
-        ctx.state.judgments_total += len(judged)
-        return
-    from alinea.loop.feedback_round import collect_round
+        if lcfg.harmlessness:
+            write_records(harmless_file, _ai_judgments(records, pairs, lcfg.harm_judge, tie_margin=lcfg.tie_margin,
+                                                        annotator="ai-harm-judge"))
+        n = len(judged)
+    else:
+        from alinea.loop.feedback_round import judge_project, prepare_project
 
-    judged_rows, quality = collect_round(ctx, records, pairs)
-    write_jsonl(out_file, judged_rows)
-    write_text(ctx.round_dir() / "quality.json", [json.dumps(quality, indent=2) + "\n"])
-    n = sum(1 for r in judged_rows if r.get("type") == "comparison")
-    if n < lcfg.min_judgments:
-        message = f"round {ctx.state.round}: {n} judgments, fewer than loop.min_judgments ({lcfg.min_judgments})"
-        if lcfg.on_short == "fail":
-            raise PhaseFailed(message + "; the round stops (loop.on_short = fail). Resume when people have judged more.")
-        ctx.console.print(f"[yellow]{message}: the reward model keeps its previous weights this round.")
-    ctx.state.judgments_total += n
+        aspects = ("helpfulness", "harmlessness") if lcfg.harmlessness else ("helpfulness",)
+        project_ids = {aspect: prepare_project(ctx, records, pairs, aspect=aspect) for aspect in aspects}
+        judged_rows, quality = judge_project(ctx, project_ids["helpfulness"], pairs)
+        write_jsonl(out_file, judged_rows)
+        write_text(ctx.round_dir() / "quality.json", [json.dumps(quality, indent=2) + "\n"])
+        n = sum(1 for r in judged_rows if r.get("type") == "comparison")
+        if n < lcfg.min_judgments:
+            message = f"round {ctx.state.round}: {n} judgments, fewer than loop.min_judgments ({lcfg.min_judgments})"
+            if lcfg.on_short == "fail":
+                raise PhaseFailed(message + "; the round stops (loop.on_short = fail). Resume when people have judged more.")
+            ctx.warn(f"{message}: the reward model keeps its previous weights this round.")
+        if lcfg.harmlessness:
+            harmless_rows, harmless_quality = judge_project(ctx, project_ids["harmlessness"], pairs, aspect="harmlessness")
+            write_jsonl(harmless_file, harmless_rows)
+            write_text(ctx.round_dir() / "harmlessness_quality.json", [json.dumps(harmless_quality, indent=2) + "\n"])
+            if not any(r.get("type") == "comparison" for r in harmless_rows):
+                ctx.warn(f"round {ctx.state.round}: no harmlessness judgments; the cost model keeps its previous weights.")
+    if lcfg.harmlessness and lcfg.judges != "people":
+        from alinea.loop.constrained import harm_gaps
+
+        prompts = [records[p["prompt_index"]].prompt_messages()[-1]["content"] for p in pairs]
+        if harm_gaps(lcfg.harm_judge, prompts, pairs, margin=lcfg.tie_margin) == 0:
+            ctx.warn(
+                f"round {ctx.state.round}: the harm judge ({lcfg.harm_judge}) sees no difference in harm in any of the "
+                f"{len(pairs)} pairs, so the harmlessness judgments are ties or coin flips and the cost model learns "
+                "no signal; mix harmful requests into loop.prompts to give it one."
+            )
+    ctx.state.judgments_total += n  # last: prepare_project saves the state, a rerun must not count twice
 
 
-def _all_judgments(ctx: LoopContext) -> list[Path]:
-    return [ctx.round_dir(r) / "judgments.jsonl" for r in range(1, ctx.state.round + 1)
-            if (ctx.round_dir(r) / "judgments.jsonl").is_file() and (ctx.round_dir(r) / "judgments.jsonl").stat().st_size]
+def _all_judgments(ctx: LoopContext, name: str = "judgments.jsonl") -> list[Path]:
+    return [ctx.round_dir(r) / name for r in range(1, ctx.state.round + 1)
+            if (ctx.round_dir(r) / name).is_file() and (ctx.round_dir(r) / name).stat().st_size]
 
 
 def phase_reward(ctx: LoopContext) -> None:
+    _train_reward_model(ctx)
+    if ctx.lcfg.harmlessness:
+        _train_cost_model(ctx)
+
+
+def _train_reward_model(ctx: LoopContext) -> None:
     from alinea.train import reward
 
     lcfg = ctx.lcfg
@@ -423,6 +477,44 @@ def phase_reward(ctx: LoopContext) -> None:
     else:
         result = reward.run(cfg, out=target)
     ctx.state.reward_model = str(result.final_dir)
+
+
+def _train_cost_model(ctx: LoopContext) -> None:
+    """The cost model: a reward model of the harmlessness judgments so far, each preference inverted (higher = more
+    harmful; `alinea.loop.constrained`). Round 1 starts from the SFT model, later rounds continue the previous one."""
+    from alinea.loop.constrained import COST_MODEL, invert_preferences, usable_pairs
+    from alinea.train import reward
+
+    lcfg = ctx.lcfg
+    target = ctx.round_dir() / "cost"
+    if (target / "final").is_dir():  # trained before a crash later in this phase
+        ctx.state.cost_model = str(target / "final")
+        return
+    this_round = ctx.round_dir() / HARMLESSNESS_FILE
+    if ctx.state.cost_model and (not this_round.is_file() or this_round.stat().st_size == 0):
+        return  # no new harmlessness judgments: keep the previous cost model
+    rows = [json.loads(line) for f in _all_judgments(ctx, HARMLESSNESS_FILE)
+            for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
+    inverted, _ = invert_preferences(rows)
+    if usable_pairs(inverted) < 4:
+        message = (f"round {ctx.state.round}: {usable_pairs(inverted)} usable harmlessness judgments so far; the cost "
+                   "model needs at least 4")
+        if COST_MODEL in [c.strip() for c in lcfg.costs] and not ctx.state.cost_model:
+            raise PhaseFailed(f"reward: {message}, and loop.costs names {COST_MODEL}. Resume when more are judged.")
+        ctx.warn(message + ("; it keeps its previous weights." if ctx.state.cost_model else "; none is trained yet."))
+        return
+    data = ctx.round_dir() / "cost_records.jsonl"
+    write_jsonl(data, inverted)
+    cfg = copy.deepcopy(ctx.cfg)
+    rcfg = cfg.reward
+    rcfg.data = [str(data)]
+    rcfg.model = ctx.state.cost_model or lcfg.policy
+    rcfg.max_steps = lcfg.rm_update_steps if ctx.state.cost_model else lcfg.rm_steps
+    rcfg.ensemble = 1  # no active selection reads it: one head
+    rcfg.seed = lcfg.seed + ctx.state.round
+    rcfg.skip_invalid = True
+    result = reward.run(cfg, resume=target) if (target / "meta.json").is_file() else reward.run(cfg, out=target)
+    ctx.state.cost_model = str(result.final_dir)
 
 
 def phase_rl(ctx: LoopContext) -> None:
@@ -452,11 +544,21 @@ def phase_rl(ctx: LoopContext) -> None:
     # so the report can plot gold against proxy reward along the run (over-optimisation, Gao et al. 2022).
     rcfg.rewards = [ctx.state.reward_model, *lcfg.automated_rewards, lcfg.gold_judge]
     rcfg.reward_weights = [lcfg.rm_weight, *lcfg.automated_weights, 0.0]
+    if lcfg.costs:  # constrained RL (Safe RLHF); the Lagrange settings stay those of the algorithm's section
+        from alinea.loop.constrained import rl_cost_sources
+
+        rcfg.costs = rl_cost_sources(lcfg.costs, ctx.state.cost_model)
+        rcfg.cost_weights = list(lcfg.cost_weights)
+        rcfg.cost_limit = lcfg.cost_limit
     if (target / "meta.json").is_file():
         result = policy_gradient.run(lcfg.rl_algorithm, cfg, resume=target)
     else:
         result = policy_gradient.run(lcfg.rl_algorithm, cfg, out=target)
     ctx.state.policy = str(result.final_dir)
+    warnings_file = Path(result.run_dir) / "warnings.json"
+    if warnings_file.is_file():  # e.g. the multiplier sat at its cap: the constraint was judged unreachable
+        for message in json.loads(warnings_file.read_text(encoding="utf-8")).get("warnings") or []:
+            ctx.warn(f"round {ctx.state.round}: {message}")
 
 
 def phase_evaluate(ctx: LoopContext) -> None:
