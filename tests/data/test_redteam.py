@@ -63,3 +63,21 @@ def test_refusal_demonstrations_never_repeat_the_evaluation_prompts():
     # Every answer is a refusal the rule judge recognises, in the request's language.
     assert DETECTORS["refusal"]([d["prompt"] for d in demos], [d["response"] for d in demos]) == [1.0] * 30
     assert {d["language"] for d in demos} == {"en", "fr", "es", "mg"}
+
+
+def test_harmful_prompts_for_the_loop_skip_the_evaluation_prompts_and_run_out_honestly(tmp_path):
+    from alinea.data.redteam import generate_harmful_prompts
+    from alinea.data.synthetic import write_demo_data
+
+    held_out = [p["prompt"] for p in generate_redteam_prompts(0)]
+    prompts = generate_harmful_prompts(20, 2, exclude=held_out)
+    assert len(prompts) == 20 and len({p["id"] for p in prompts}) == 20
+    assert not {p["prompt"] for p in prompts} & set(held_out)
+    assert all(p["type"] == "prompt" and p["tags"][0] == "harmful" for p in prompts)
+    assert prompts == generate_harmful_prompts(20, 2, exclude=held_out)
+    everything = generate_harmful_prompts(10_000, 2, exclude=held_out)
+    assert 20 < len(everything) < 10_000  # the pool is finite: fewer than asked, never repeats
+    assert len({p["prompt"] for p in everything}) == len(everything)
+    paths = write_demo_data(tmp_path, n_documents=20, n_prompts=10, n_demonstrations=10, n_harmful_prompts=5)
+    rows = [json.loads(line) for line in paths["prompts"].read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 15 and [r["tags"][0] for r in rows[10:]] == ["harmful"] * 5

@@ -386,6 +386,18 @@ _REASONS = {
 }
 
 
+def generate_harmful_prompts(n: int, seed: int = 2, *, exclude: Sequence[str] = ()) -> list[dict]:
+    """`n` prompt records of harmful requests (ids `harmful-000`, ...; tags `["harmful", "category:<name>",
+    "lang:<code>"]`) drawn like `generate_refusal_demonstrations` draws its requests: own seed and slot values, any
+    prompt text in `exclude` skipped. Fewer than `n` when the pool (every task in every language, 4 variants) runs out.
+    """
+    rng = random.Random(f"alinea-harmful-prompts-{seed}")
+    excluded = set(exclude)
+    pool = [p for p in generate_redteam_prompts(seed, variants=4) if p["tags"][0] == "harmful" and p["prompt"] not in excluded]
+    rng.shuffle(pool)
+    return [{**prompt, "id": f"harmful-{index:03d}"} for index, prompt in enumerate(pool[:n])]
+
+
 def generate_refusal_demonstrations(n: int = 40, seed: int = 1, *, exclude: Sequence[str] = ()) -> list[dict]:
     """`n` demonstration records: a harmful request of the red-team tasks, answered with a short refusal in the
     request's language (the refusal phrases `alinea.judges.refusal` recognises).

@@ -211,13 +211,16 @@ def write_demo_data(
     n_refusals: int = 0,
     foreign_share: float = FOREIGN_SHARE,
     n_foreign_documents: int = 0,
+    n_harmful_prompts: int = 0,
 ) -> dict[str, Path]:
     """Write `corpus.txt` (documents separated by a blank line), `prompts.jsonl` and `demonstrations.jsonl` (UTF-8,
     one JSON object a line) into `out_dir`, each atomically; return their paths keyed `corpus`, `prompts`,
     `demonstrations`. With `n_refusals`, that many refusals of harmful requests (`alinea.data.redteam`, never the
     evaluation red-team prompts themselves) are appended to the demonstrations. `foreign_share` is the share of
     prompts and demonstrations in French, Spanish and Malagasy; `n_foreign_documents` documents in those languages
-    (`generate_foreign_documents`) are mixed into the corpus at seeded positions."""
+    (`generate_foreign_documents`) are mixed into the corpus at seeded positions. `n_harmful_prompts` harmful requests
+    (`alinea.data.redteam.generate_harmful_prompts`, never the evaluation red-team prompts) are appended to the prompts,
+    so that the loop's harmlessness feedback and cost constraint have something to work on."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     documents = generate_corpus(n_documents, seed)
@@ -226,7 +229,13 @@ def write_demo_data(
         for document in generate_foreign_documents(n_foreign_documents, seed):
             documents.insert(mixer.randint(0, len(documents)), document)
     corpus = "\n\n".join(documents) + "\n"
-    prompts = _jsonl(generate_prompts(n_prompts, seed, foreign_share=foreign_share))
+    prompt_records = generate_prompts(n_prompts, seed, foreign_share=foreign_share)
+    if n_harmful_prompts:
+        from alinea.data.redteam import generate_harmful_prompts, generate_redteam_prompts
+
+        held_out = [p["prompt"] for p in generate_redteam_prompts(0)]
+        prompt_records += generate_harmful_prompts(n_harmful_prompts, seed + 2, exclude=held_out)
+    prompts = _jsonl(prompt_records)
     demo_records = generate_demonstrations(n_demonstrations, seed, foreign_share=foreign_share)
     if n_refusals:
         from alinea.data.redteam import generate_redteam_prompts, generate_refusal_demonstrations

@@ -54,6 +54,7 @@ def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult
         Path(dcfg.out_dir), n_documents=dcfg.n_documents, n_prompts=dcfg.n_prompts,
         n_demonstrations=dcfg.n_demonstrations, seed=dcfg.seed, n_refusals=dcfg.n_refusals,
         foreign_share=dcfg.foreign_share, n_foreign_documents=dcfg.n_foreign_documents,
+        n_harmful_prompts=dcfg.n_harmful_prompts,
     )
     console.print(f"corpus, prompts and demonstrations in {dcfg.out_dir}")
     seconds["data"] = time.perf_counter() - start
