@@ -40,6 +40,7 @@ class DemoDataConfig:
     n_refusals: int = _f(40, "Refusals of harmful requests added to the demonstrations (never the evaluation red-team prompts).")
     foreign_share: float = _f(0.10, "Share of prompts and demonstrations in French, Spanish and Malagasy (equal parts).")
     n_foreign_documents: int = _f(0, "French, Spanish and Malagasy documents mixed into the (English) pretraining corpus.")
+    n_harmful_prompts: int = _f(0, "Harmful requests added to the prompts (never the evaluation red-team prompts), for the loop's harmlessness feedback.")
     seed: int = _f(0, "Seed of the generator: the same seed gives byte-identical files.")
 
 
