@@ -42,6 +42,11 @@ def test_bench_serve_small(db):
     assert result.acknowledged == SMALL["judgments"] + SMALL["warmup"]
     assert result.retries > 0  # some submissions were sent twice, and answered with the first judgment
     assert result.judgments_per_s > 0 and 0 < result.p50_ms <= result.p99_ms
+    # CPU per judgment: the server's processes, the clients, and PostgreSQL's backends for the server's sessions
+    assert result.server_cpu_ms > 0 and result.client_cpu_ms > 0 and result.load_average is not None
+    assert (result.database_cpu_ms is None) == (db == "sqlite")
+    if db == "postgres":
+        assert result.database_cpu_ms > 0
 
 
 def test_database_check_counts_what_is_missing(tmp_path):
@@ -61,3 +66,24 @@ def test_cli_prints_the_figures(run_cli, monkeypatch):
     figures = json.loads(out)
     assert {"judgments_per_s", "p50_ms", "p99_ms", "lost", "duplicated"} <= set(figures)
     assert figures["lost"] == 0 and figures["duplicated"] == 0
+    assert figures["server_cpu_ms"] > 0 and figures["client_cpu_ms"] > 0 and figures["database_cpu_ms"] is None
+
+
+def test_cpu_of_a_process_tree_is_counted():
+    import os
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.3\n"
+                              "while time.process_time() < end: pass\ntime.sleep(30)"])
+    try:
+        assert child.pid in bench._process_tree(os.getpid())
+        deadline = time.monotonic() + 30  # the machine may be busy: wait for the child's 0.3 s of CPU
+        while bench._proc_cpu_s(child.pid) < 0.25 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 0.25 <= bench._proc_cpu_s(child.pid) < 5
+    finally:
+        child.kill()
+        child.wait()
+    assert bench._proc_cpu_s(child.pid) == 0.0  # gone

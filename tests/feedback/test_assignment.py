@@ -189,3 +189,24 @@ def test_bad_answers_are_refused_without_a_trace(database):
         submit(database, rules, alice, held.item_id, "k", guideline_version=7)
     assert count(database, Judgment) == 0
     assert submit(database, rules, alice, held.item_id, "k", {"choice": "tie"}).answer["preference"] == "tie"
+
+
+def test_the_next_item_is_picked_with_the_judgment(database):
+    """`submit(pick_next=True)`: on PostgreSQL the statement that records the judgment also finds the next item;
+    the lease made from it is the one a separate lookup gives (highest priority, then oldest)."""
+    rules = make_project(database, overlap=1, n_items=3, priorities=[0.0, 0.0, 5.0])
+    alice = make_user(database, "alice")
+    first = lease(database, rules, alice)
+    with database.write_connection() as connection:
+        done = assignment.submit(connection, rules=rules, user_id=alice, item_id=first.item_id,
+                                 answer={"choice": "left", "strength": 1}, idempotency_key="k1", pick_next=True)
+        upcoming = assignment.lease_next(connection, rules=rules, user_id=alice, after_submit=True,
+                                         picked=done.next_candidate)
+    with database.read() as session:
+        ids = list(session.scalars(select(Item.id).order_by(Item.id)))
+    assert first.item_id == ids[2] and upcoming.item_id == ids[0]  # priority 5 first, then the oldest
+    if database.backend == "postgresql":
+        assert done.next_candidate.id == upcoming.item_id
+    else:
+        assert done.next_candidate is None  # SQLite looks it up in lease_next (no round trips to save)
+    assert count(database, Assignment, Assignment.user_id == alice, Assignment.state == "active") == 1

@@ -33,7 +33,8 @@ OVERLAP = 3
 @pytest.mark.parametrize("combined", [False, True], ids=["separate", "lease-next"])
 def test_fifty_annotators_at_once(settings, combined):
     """`combined`: each submission leases the next item in the same transaction, as `lease_next` does (the
-    transaction then holds the judged item's row while it leases the next one)."""
+    transaction then holds the judged item's row while it leases the next one; on PostgreSQL the statement that
+    records the judgment also picks the next candidate)."""
     database = Database.from_settings(replace(settings, pool_size=12))
     with database.write() as session:
         project = crud.create_project(session, spec=crud.ProjectSpec(name="race", task_type="pairwise",
@@ -75,10 +76,11 @@ def test_fifty_annotators_at_once(settings, combined):
                     try:
                         with database.write_connection() as connection:
                             done = assignment.submit(connection, rules=rules, user_id=user_id,
-                                                     item_id=lease.item_id, answer=answer, idempotency_key=key)
+                                                     item_id=lease.item_id, answer=answer, idempotency_key=key,
+                                                     pick_next=combined)
                             if combined and attempt == 0:
                                 upcoming = assignment.lease_next(connection, rules=rules, user_id=user_id,
-                                                                 after_submit=True)
+                                                                 after_submit=True, picked=done.next_candidate)
                     except Conflict as err:
                         with lock:
                             problems.append(f"{user_id}: {err}")

@@ -13,11 +13,15 @@ Afterwards the database is read directly:
 - `duplicated`: judgments beyond one per (annotator, idempotency key) and per (annotator, item), plus judgments
   beyond `overlap` on any item (the unique constraints should make all three impossible: this checks they hold).
 Reported: judgments/s (acknowledged first submissions over the wall time of the timed phase), p50 and p99 latency of
-the submit requests in milliseconds, lost, duplicated; targets >= 500 judgments/s, p99 < 100 ms, 0 and 0.
+the submit requests in milliseconds, lost, duplicated; targets >= 500 judgments/s, p99 < 100 ms, 0 and 0. Also the
+CPU time per timed judgment of the server's processes, of the PostgreSQL backends serving them (found by the
+application_name the server's sessions carry) and of the clients, and the load average: on a machine shared with
+other work, CPU per judgment is the steadier figure.
 
-The clients use a small asyncio HTTP/1.1 client (`_Connection`, below) rather than httpx: at 500+ requests/s on a
-2-core machine httpx's own CPU time per request would be a large part of what is measured. Every request and
-answer is still parsed and checked.
+The clients use a small asyncio HTTP/1.1 client (`_Connection`, below; uvloop's event loop when installed) rather
+than httpx: the clients share the machine's cores with the server, and httpx's own CPU time per request would be a
+large part of what is measured (ours: about 0.1 ms per judgment). Every request and answer is still parsed and
+checked, and the latency is the full HTTP round trip as the client sees it.
 """
 
 from __future__ import annotations
@@ -63,8 +67,9 @@ class ServeWorkload:
     """Share of submissions sent a second time with the same idempotency key."""
     pg_url: str = DEFAULT_PG_URL
     """PostgreSQL server for db=postgres."""
-    pg_connections: int = 12
-    """Database connections per worker process (PostgreSQL); the server's max_connections is shared by all."""
+    pg_connections: int = 4
+    """Database connections per worker process (PostgreSQL), so transactions at once per worker. 4 used about 13%
+    less CPU per judgment than 12 (fewer transactions skipping each other's locked items) at the same throughput."""
     seed: int = 0
 
 
@@ -78,6 +83,15 @@ class ServeResult:
     acknowledged: int = 0
     retries: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    server_cpu_ms: float | None = None
+    """CPU time of the server processes (all workers) per timed judgment, in milliseconds."""
+    database_cpu_ms: float | None = None
+    """PostgreSQL: CPU time of the server's database backends per timed judgment (None for SQLite, which runs
+    inside the server processes, or when PostgreSQL is not on this machine)."""
+    client_cpu_ms: float | None = None
+    """CPU time of the load-generating clients (this process) per timed judgment."""
+    load_average: float | None = None
+    """The machine's 1-minute load average at the end of the timed phase (other work sharing the cores)."""
     workload: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -89,12 +103,19 @@ class ServeResult:
 
 
 class _Connection:
-    """One keep-alive connection: JSON requests in, (status, parsed JSON body) out."""
+    """One keep-alive connection: JSON requests in, (status, parsed JSON body) out.
+
+    Lean on purpose (it shares the machine's cores with the server): the constant part of each request head is
+    encoded once, and the answer's head is read in one call and scanned for its status and Content-Length only.
+    Every answer is still parsed as JSON and checked by the caller.
+    """
 
     def __init__(self, host: str, port: int, token: str) -> None:
         self.host, self.port, self.token = host, port, token
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self._head_tail = (f" HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                           "Content-Type: application/json\r\nContent-Length: ").encode()
 
     async def _open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -102,26 +123,23 @@ class _Connection:
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         if self.writer is None:
             await self._open()
-        payload = b"" if body is None else json.dumps(body).encode()
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
-        self.writer.write(head.encode() + payload)
-        await self.writer.drain()
-        status_line = await self.reader.readline()
-        if not status_line:
-            raise ConnectionError("the server closed the connection")
-        status = int(status_line.split()[1])
+        payload = b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        self.writer.write(b"%s %s%s%d\r\n\r\n%s" % (method.encode(), path.encode(), self._head_tail, len(payload),
+                                                   payload))
+        try:
+            head = await self.reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            raise ConnectionError("the server closed the connection") from None
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split(b" ", 2)[1])
         length = 0
         close = False
-        while True:
-            line = await self.reader.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
             name = name.strip().lower()
-            if name == "content-length":
-                length = int(value.strip())
-            elif name == "connection" and value.strip().lower() == "close":
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"connection" and value.strip().lower() == b"close":
                 close = True
         data = await self.reader.readexactly(length) if length else b""
         if close:
@@ -189,12 +207,15 @@ def _prepare(settings, workload: ServeWorkload) -> tuple[int, list[str]]:
     return project_id, tokens
 
 
-def start_server(settings, *, workers: int, port: int, log_path: Path) -> subprocess.Popen:
-    """`alinea serve`'s app under uvicorn in a subprocess; returns once /api/v1/health answers."""
+def start_server(settings, *, workers: int, port: int, log_path: Path, app_name: str = "") -> subprocess.Popen:
+    """`alinea serve`'s app under uvicorn in a subprocess; returns once /api/v1/health answers. `app_name` tags its
+    PostgreSQL sessions (application_name)."""
     from alinea.feedback.app import SETTINGS_ENV
 
     values = {**asdict(settings), "migrate": False}
     env = {**os.environ, SETTINGS_ENV: json.dumps(values)}
+    if app_name:
+        env[_APP_NAME_ENV] = app_name
     command = [sys.executable, "-m", "uvicorn", "--factory", "alinea.feedback.app:app_from_env", "--host",
                "127.0.0.1", "--port", str(port), "--workers", str(workers), "--log-level", "warning",
                "--no-access-log"]
@@ -221,6 +242,73 @@ def stop_server(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# CPU accounting (Linux /proc; None elsewhere)
+
+_APP_NAME_ENV = "PGAPPNAME"
+"""libpq's environment variable for application_name: tags the server's PostgreSQL sessions so that their backends
+can be found in pg_stat_activity."""
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_tree(root: int) -> list[int]:
+    """`root` and its descendants (uvicorn's worker processes)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError), open(f"/proc/{entry}/stat") as stat:
+                parents[int(entry)] = int(stat.read().rpartition(")")[2].split()[1])
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def _pg_backends(url: str, app_name: str) -> list[int]:
+    """PIDs of the PostgreSQL backends serving `app_name`, when they run on this machine (else [])."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            pids = list(connection.execute(text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+                                           {"name": app_name}).scalars())
+    finally:
+        engine.dispose()
+    local = []
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as comm:
+            if comm.read().strip() in ("postgres", "postmaster"):
+                local.append(pid)
+    return local
+
+
+@dataclass
+class _CpuMeter:
+    """CPU seconds of the server's processes, its PostgreSQL backends and this process, between two readings."""
+
+    server: list[int]
+    database: list[int]
+
+    def read(self) -> tuple[float, float, float]:
+        return (sum(_proc_cpu_s(pid) for pid in self.server), sum(_proc_cpu_s(pid) for pid in self.database),
+                time.process_time())
+
+
+def _per_judgment_ms(seconds: float, judgments: int) -> float | None:
+    return round(seconds / judgments * 1000, 3) if judgments else None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -290,6 +378,16 @@ async def _run_load(port: int, project_id: int, tokens: list[str], target: int, 
     return tally, elapsed
 
 
+def _run_clients(coroutine):
+    """Run the clients' event loop: uvloop's when it is installed (less of the shared CPU for the clients)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coroutine)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coroutine)
+
+
 def _check_database(settings, acknowledged: dict[int, tuple[int, str]], overlap: int) -> tuple[int, int]:
     """(lost, duplicated) as defined in the module docstring."""
     from sqlalchemy import func, select
@@ -332,11 +430,19 @@ def bench_serve(workload: ServeWorkload) -> ServeResult:
         try:
             project_id, tokens = _prepare(settings, workload)
             port = _free_port()
-            server = start_server(settings, workers=workload.workers, port=port, log_path=Path(folder) / "server.log")
+            app_name = f"alinea-bench-{uuid.uuid4().hex[:10]}"
+            server = start_server(settings, workers=workload.workers, port=port, log_path=Path(folder) / "server.log",
+                                  app_name=app_name)
             try:
-                warm, _ = asyncio.run(_run_load(port, project_id, tokens, workload.warmup, 0.0, workload.seed, False))
-                tally, elapsed = asyncio.run(_run_load(port, project_id, tokens, workload.judgments,
-                                                       workload.retry_share, workload.seed + 1, True))
+                warm, _ = _run_clients(_run_load(port, project_id, tokens, workload.warmup, 0.0, workload.seed,
+                                                 False))
+                meter = _CpuMeter(server=_process_tree(server.pid),
+                                  database=_pg_backends(workload.pg_url, app_name) if schema else [])
+                before = meter.read()
+                tally, elapsed = _run_clients(_run_load(port, project_id, tokens, workload.judgments,
+                                                        workload.retry_share, workload.seed + 1, True))
+                after = meter.read()
+                load = os.getloadavg()[0]
             finally:
                 stop_server(server)
             acknowledged = {**warm.acknowledged, **tally.acknowledged}
@@ -344,14 +450,19 @@ def bench_serve(workload: ServeWorkload) -> ServeResult:
         finally:
             if schema:
                 _pg_schema(workload.pg_url, "drop", schema)
+    timed = len(tally.acknowledged)
+    server_s, database_s, client_s = (end - start for start, end in zip(before, after, strict=True))
     latencies = sorted(tally.latencies_ms)
     errors = {**warm.errors, **tally.errors}
     if tally.retry_mismatch:
         errors["retry answered differently"] = tally.retry_mismatch
     return ServeResult(
-        judgments_per_s=round(len(tally.acknowledged) / elapsed, 1),
+        judgments_per_s=round(timed / elapsed, 1),
         p50_ms=round(statistics.median(latencies), 2) if latencies else float("nan"),
         p99_ms=round(latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2) if latencies else float("nan"),
         lost=lost, duplicated=duplicated, acknowledged=len(acknowledged), retries=tally.retries, errors=errors,
+        server_cpu_ms=_per_judgment_ms(server_s, timed),
+        database_cpu_ms=_per_judgment_ms(database_s, timed) if meter.database else None,
+        client_cpu_ms=_per_judgment_ms(client_s, timed), load_average=round(load, 2),
         workload=asdict(workload) | {"pg_url": workload.pg_url if workload.db == "postgres" else None},
     )

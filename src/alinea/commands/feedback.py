@@ -391,7 +391,9 @@ def bench_serve_cmd(
     shown = {k: getattr(result, k) for k in ("judgments_per_s", "p50_ms", "p99_ms", "lost", "duplicated")}
     if as_json:
         typer.echo(json.dumps({**shown, "acknowledged": result.acknowledged, "retries": result.retries,
-                               "errors": result.errors, "workload": result.workload}))
+                               "errors": result.errors, "server_cpu_ms": result.server_cpu_ms,
+                               "database_cpu_ms": result.database_cpu_ms, "client_cpu_ms": result.client_cpu_ms,
+                               "load_average": result.load_average, "workload": result.workload}))
     else:
         typer.echo(" ".join(f"{k}={v}" for k, v in shown.items()))
         if result.errors:

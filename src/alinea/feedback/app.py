@@ -29,9 +29,10 @@ from alinea.errors import UserError
 from alinea.feedback import db
 from alinea.feedback.chat import ChatSampler
 from alinea.feedback.db import Database
-from alinea.feedback.errors import FeedbackError, Unauthenticated
+from alinea.feedback.errors import FeedbackError, Unauthenticated, database_error_answer
 from alinea.feedback.routes import api, pages
 from alinea.feedback.routes.deps import TokenCache
+from alinea.feedback.routes.fast import FastJudgments
 from alinea.feedback.settings import FeedbackSettings
 
 HERE = Path(__file__).parent
@@ -112,7 +113,14 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith(API_PREFIX)
 
 
+def _encodable(text: str) -> str:
+    """`text` with lone UTF-16 surrogates (which JSON escapes can carry into a field name) replaced by U+FFFD, so
+    that an error message quoting the request can be encoded as UTF-8."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def _error_response(request: Request, status: int, detail: str, errors: list[str] | None = None) -> Response:
+    detail, errors = _encodable(detail), [_encodable(error) for error in errors or []]
     if _is_api(request):
         return JSONResponse({"detail": detail, "errors": errors or []}, status_code=status)
     if status == 401 and request.method in ("GET", "HEAD"):
@@ -136,7 +144,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = []
         for e in err.errors():
             where = ".".join(str(p) for p in e.get("loc", ()))
-            errors.append(f"{where}: {e.get('msg', 'invalid')}")
+            errors.append(_encodable(f"{where}: {e.get('msg', 'invalid')}"))
         if _is_api(request):
             return JSONResponse({"detail": "the request does not match the API", "errors": errors},
                                 status_code=422)
@@ -148,24 +156,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error_response(request, err.status_code, str(err.detail))
 
     @app.exception_handler(DataError)
-    async def data_error(request: Request, err: DataError) -> Response:
-        log.warning("refused a value the database cannot store: %s", err.orig)
-        return _error_response(request, 422, "a value in the request cannot be stored (out of range or malformed)")
-
     @app.exception_handler(IntegrityError)
-    async def integrity_error(request: Request, err: IntegrityError) -> Response:
-        log.warning("integrity conflict: %s", err.orig)
-        return _error_response(request, 409, "the request conflicts with data saved at the same moment; try again")
-
     @app.exception_handler(OperationalError)
-    async def operational_error(request: Request, err: OperationalError) -> Response:
-        log.error("database unavailable: %s", err.orig)
-        return _error_response(request, 503, "the database is busy or unreachable; try again shortly")
-
     @app.exception_handler(PoolTimeout)
-    async def pool_timeout(request: Request, err: PoolTimeout) -> Response:
-        log.error("no database connection free: %s", err)
-        return _error_response(request, 503, "the server is overloaded; try again shortly")
+    async def database_error(request: Request, err: Exception) -> Response:
+        status, detail = database_error_answer(err)
+        return _error_response(request, status, detail)
 
 
 def create_app(settings: FeedbackSettings | None = None, *, chat_sampler: ChatSampler | None = None) -> FastAPI:
@@ -175,13 +171,16 @@ def create_app(settings: FeedbackSettings | None = None, *, chat_sampler: ChatSa
     is loaded (503).
     """
     settings = settings or FeedbackSettings()
-    database = Database.from_settings(settings)
+    database = Database.from_settings(settings, background_checkpoints=True)
     if settings.migrate:
         db.upgrade(database.engine)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(app: FastAPI):
         yield
+        executor = getattr(app.state, "db_executor", None)  # routes.deps.run_db_with's threads (PostgreSQL)
+        if executor is not None:
+            executor.shutdown(wait=True)
         database.dispose()
 
     app = FastAPI(
@@ -202,6 +201,7 @@ def create_app(settings: FeedbackSettings | None = None, *, chat_sampler: ChatSa
     app.include_router(api.router, prefix=API_PREFIX)
     app.include_router(pages.router, include_in_schema=False)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.add_middleware(FastJudgments, state=app.state, prefix=API_PREFIX)  # inside BodyLimit: added before it
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
 

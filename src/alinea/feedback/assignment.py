@@ -23,8 +23,11 @@ submission waits at most for the item's row (to count the judgment), held by a l
 two transactions can deadlock.
 Judgment submission is idempotent: `(user_id, idempotency_key)` is unique, and a retry returns the first judgment.
 
-Speed: a judgment with `lease_next` is about eight statements. They are built once, at import, with bound
-parameters (`_Q`): building SQLAlchemy expressions per request cost more than running them.
+Speed: the statements are built once, at import, with bound parameters (`_Q`), and run as `Prepared` statements
+straight on the DBAPI cursor (prepared.py): SQLAlchemy's own work per execution cost 5 to 10 times SQLite's. A
+judgment with `lease_next` is six statements on SQLite (rules and hold, finish, add, count, candidate, assignment)
+and four on PostgreSQL, where each is a round trip: rules and hold; finish + add + count + the next candidate in
+one statement of CTEs (`_recording`); a free slot taken in one INSERT ... SELECT; COMMIT.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
+    Integer,
     String,
     and_,
     bindparam,
@@ -47,8 +51,10 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    literal,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -58,6 +64,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from alinea.feedback import tasks
 from alinea.feedback.errors import Conflict, Forbidden, Invalid, NotFound
 from alinea.feedback.models import Assignment, Guideline, Item, Judgment, Project, ProjectMember, Skip, utcnow
+from alinea.feedback.prepared import Prepared
 
 MAX_KEY = 128
 MAX_REASON = 1000
@@ -120,6 +127,9 @@ class Submitted:
     guideline_version: int | None
     time_spent_ms: int | None
     created_at: datetime
+    next_candidate: Any = field(default=None, repr=False)
+    """PostgreSQL, `submit(..., pick_next=True)`: the next item's candidate row, found by the statement that recorded
+    the judgment, for `lease_next(..., picked=...)`; its `id` is None when there was none. None: not looked for."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -141,14 +151,17 @@ def _not_seen_by_user():
     )
 
 
-def _candidate(*, gold: bool):
-    """The next item for :user_id in :project_id, highest priority first, skipping the ids in :passed.
+def _candidate(*, gold: bool, passed: bool):
+    """The next item for :user_id in :project_id, highest priority first, skipping the ids in :passed (when
+    `passed`: the candidates already tried in this transaction; the first try has none).
 
     Regular items come with `used_slots`, the slot numbers held on them ("0,2"), so that on SQLite (one writer at
     a time, so the view is current) a free slot is taken without reading the slots again.
     """
     conditions = [Item.project_id == _p("project_id"), Item.is_gold == (true() if gold else false()),
-                  _not_seen_by_user(), Item.id.not_in(_p("passed", expanding=True))]
+                  _not_seen_by_user()]
+    if passed:
+        conditions.append(Item.id.not_in(_p("passed", expanding=True)))
     columns = list(_ITEM_VIEW)
     if not gold:
         live = (select(func.count(Assignment.id))
@@ -157,13 +170,55 @@ def _candidate(*, gold: bool):
         conditions += [Item.complete == false(), live < _p("overlap")]
         columns.append(select(func.aggregate_strings(cast(Assignment.slot, String), ","))
                        .where(Assignment.item_id == Item.id).scalar_subquery().label("used_slots"))
-    return select(*columns).where(*conditions).order_by(Item.priority.desc(), Item.id).limit(1)
+    # Locked FOR NO KEY UPDATE SKIP LOCKED on PostgreSQL (SQLite ignores the clause): not FOR UPDATE, because the
+    # foreign-key checks of inserts that point at the item (its assignments, its judgments) take KEY SHARE locks on
+    # it, which FOR UPDATE would block.
+    return (select(*columns).where(*conditions).order_by(Item.priority.desc(), Item.id).limit(1)
+            .with_for_update(of=Item, skip_locked=True, key_share=True))
+
+
+def _recording(*, pick: bool):
+    """PostgreSQL: finish the assignment, add the judgment, count it on its item, in one statement of data-modifying
+    CTEs, each step only when the one before it wrote its row; the row says `won` (the assignment was still the
+    caller's active lease), `judgment_id` (None: its keys were taken), `counted`. With `pick`, the row also carries
+    the next regular candidate for the caller (`_candidate`, locked; its columns None when there is none)."""
+    finished = (update(Assignment)
+                .where(Assignment.id == _p("assignment_id"), Assignment.user_id == _p("holder_id"),
+                       Assignment.state == "active")
+                .values(state="done").returning(Assignment.id).cte("finished"))
+    values = select(*(bindparam(key, type_=Judgment.__table__.c[key].type) for key in _JUDGMENT_KEYS)) \
+        .where(exists(finished.select()))
+    added = (postgresql_insert(Judgment).from_select(list(_JUDGMENT_KEYS), values).on_conflict_do_nothing()
+             .returning(Judgment.id).cte("added"))
+    counted = (update(Item).where(Item.id == _p("item_id"), exists(added.select()))
+               .values(n_done=Item.n_done + 1, complete=Item.n_done + 1 >= _p("overlap"))
+               .returning(Item.id).cte("counted"))
+    outcome = [select(func.count()).select_from(finished).scalar_subquery().label("won"),
+               select(added.c.id).scalar_subquery().label("judgment_id"),
+               select(func.count()).select_from(counted).scalar_subquery().label("counted")]
+    if not pick:
+        return select(*outcome)
+    # The search may lock candidates only once the three writes are done: they may wait for row locks (the judged
+    # item's, held by a lease), and waiting while holding a candidate's lock could deadlock with that lease. An
+    # uncorrelated subquery on `counted` in its WHERE clause is evaluated (once, as an InitPlan) before the scan
+    # returns its first row, hence before the row-locking step above it locks anything.
+    candidate = _candidate(gold=False, passed=False) \
+        .where(select(func.count()).select_from(counted).scalar_subquery() >= 0).cte("candidate")
+    one_row = select(literal(1).label("one")).subquery("one_row")
+    return select(*outcome, *candidate.c).select_from(one_row.outerjoin(candidate, true()))
+
+
+_ASSIGNMENT_KEYS = ("item_id", "project_id", "user_id", "slot", "state", "leased_at", "expires_at", "shown_order")
+_JUDGMENT_KEYS = ("item_id", "project_id", "user_id", "idempotency_key", "task_type", "answer", "shown_order",
+                  "guideline_version", "time_spent_ms", "is_gold", "gold_correct", "created_at")
 
 
 class _Q:
-    """Prebuilt statements; parameters are named after what they hold."""
+    """Prebuilt statements; parameters are named after what they hold. `Prepared` ones run on the DBAPI cursor
+    (see prepared.py); the candidate queries with a list of items to pass over (`*_passing`, needed only when the
+    first candidate was lost to another annotator) run through SQLAlchemy, which expands the list."""
 
-    rules = (
+    rules = Prepared(
         select(Project.id, Project.task_type, Project.overlap, Project.gold_rate, Project.lease_seconds,
                Project.aspects, Project.flags, Project.scale_min, Project.scale_max,
                select(func.max(Guideline.version)).where(Guideline.project_id == Project.id)
@@ -172,67 +227,98 @@ class _Q:
                .label("member"))
         .where(Project.id == _p("project_id"))
     )
-    held = (
+    held = Prepared(
         select(*_ITEM_VIEW, Assignment.expires_at, Assignment.shown_order)
         .join(Item, Item.id == Assignment.item_id)
         .where(Assignment.user_id == _p("user_id"), Assignment.project_id == _p("project_id"),
                Assignment.state == "active", Assignment.expires_at > _p("now"))
         .limit(1)
     )
-    n_leases = select(func.count(Assignment.id)).where(Assignment.user_id == _p("user_id"),
-                                                       Assignment.project_id == _p("project_id"))
-    # Candidate rows are locked FOR NO KEY UPDATE SKIP LOCKED on PostgreSQL (SQLite ignores the clause): not FOR
-    # UPDATE, because the foreign-key checks of inserts that point at the item (its assignments, its judgments)
-    # take KEY SHARE locks on it, which FOR UPDATE would block.
-    gold = _candidate(gold=True).with_for_update(of=Item, skip_locked=True, key_share=True)
-    regular = _candidate(gold=False).with_for_update(of=Item, skip_locked=True, key_share=True)
-    any_open = select(Item.id).where(Item.project_id == _p("project_id"), Item.is_gold == false(),
-                                     Item.complete == false(), _not_seen_by_user()).limit(1)
-    slots = select(Assignment.id, Assignment.slot, Assignment.state, Assignment.expires_at).where(
-        Assignment.item_id == _p("item_id"))
+    n_leases = Prepared(select(func.count(Assignment.id)).where(Assignment.user_id == _p("user_id"),
+                                                                Assignment.project_id == _p("project_id")))
+    gold = Prepared(_candidate(gold=True, passed=False))
+    gold_passing = _candidate(gold=True, passed=True)
+    regular = Prepared(_candidate(gold=False, passed=False))
+    regular_passing = _candidate(gold=False, passed=True)
+    any_open = Prepared(select(Item.id).where(Item.project_id == _p("project_id"), Item.is_gold == false(),
+                                              Item.complete == false(), _not_seen_by_user()).limit(1))
+    slots = Prepared(select(Assignment.id, Assignment.slot, Assignment.state, Assignment.expires_at).where(
+        Assignment.item_id == _p("item_id")))
     # Taking over an expired lease skips it when its owner is submitting right now (its row is locked).
-    take_over = (update(Assignment)
-                 .where(Assignment.id == select(Assignment.id)
-                        .where(Assignment.id == _p("assignment_id"), Assignment.state == "active",
-                               Assignment.expires_at <= _p("now"))
-                        .with_for_update(skip_locked=True).scalar_subquery())
-                 .values(user_id=_p("new_user_id"), leased_at=_p("leased_at"), expires_at=_p("expires_at"),
-                         shown_order=_p("shown_order")))
+    take_over = Prepared(
+        update(Assignment)
+        .where(Assignment.id == select(Assignment.id)
+               .where(Assignment.id == _p("assignment_id"), Assignment.state == "active",
+                      Assignment.expires_at <= _p("now"))
+               .with_for_update(skip_locked=True).scalar_subquery())
+        .values(user_id=_p("new_user_id"), leased_at=_p("leased_at"), expires_at=_p("expires_at"),
+                shown_order=_p("shown_order"))
+    )
     # INSERT ... ON CONFLICT DO NOTHING: a broken unique constraint (a slot or an item taken meanwhile, a key used
     # before) returns no row instead of raising, which on PostgreSQL would abort the whole transaction.
-    add_assignment = {name: dialect_insert(Assignment).on_conflict_do_nothing().returning(Assignment.id)
+    add_assignment = {name: Prepared(dialect_insert(Assignment).on_conflict_do_nothing().returning(Assignment.id),
+                                     keys=_ASSIGNMENT_KEYS)
                       for name, dialect_insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))}
-    submission = (
+    submission = Prepared(
         select(Assignment.id, Assignment.state, Assignment.shown_order, Assignment.leased_at, Item.responses,
                Item.is_gold, Item.gold_answer)
         .join(Item, Item.id == Assignment.item_id)
         .where(Assignment.item_id == _p("item_id"), Assignment.user_id == _p("user_id"),
                Assignment.project_id == _p("project_id"))
     )
-    rules_and_hold = (
-        rules.add_columns(Assignment.id.label("assignment_id"), Assignment.state, Assignment.shown_order,
-                          Assignment.leased_at, Item.responses, Item.is_gold, Item.gold_answer)
+    rules_and_hold = Prepared(
+        rules.statement.add_columns(Assignment.id.label("assignment_id"), Assignment.state, Assignment.shown_order,
+                                    Assignment.leased_at, Item.responses, Item.is_gold, Item.gold_answer)
         .outerjoin(Assignment, and_(Assignment.project_id == Project.id, Assignment.item_id == _p("item_id"),
                                     Assignment.user_id == _p("user_id")))
         .outerjoin(Item, Item.id == Assignment.item_id)
     )
-    item_in_project = select(Item.id).where(Item.id == _p("item_id"), Item.project_id == _p("project_id"))
-    replay = select(Judgment.id, Judgment.item_id, Judgment.answer, Judgment.shown_order, Judgment.guideline_version,
-                    Judgment.time_spent_ms, Judgment.created_at).where(Judgment.user_id == _p("user_id"),
-                                                                       Judgment.idempotency_key == _p("key"))
-    finish = (update(Assignment)
-              .where(Assignment.id == _p("assignment_id"), Assignment.user_id == _p("holder_id"),
-                     Assignment.state == "active")
-              .values(state="done"))
-    add_judgment = {name: dialect_insert(Judgment).on_conflict_do_nothing().returning(Judgment.id)
+    item_in_project = Prepared(select(Item.id).where(Item.id == _p("item_id"), Item.project_id == _p("project_id")))
+    replay = Prepared(
+        select(Judgment.id, Judgment.item_id, Judgment.answer, Judgment.shown_order, Judgment.guideline_version,
+               Judgment.time_spent_ms, Judgment.created_at)
+        .where(Judgment.user_id == _p("user_id"), Judgment.idempotency_key == _p("key"))
+    )
+    finish = Prepared(
+        update(Assignment)
+        .where(Assignment.id == _p("assignment_id"), Assignment.user_id == _p("holder_id"),
+               Assignment.state == "active")
+        .values(state="done")
+    )
+    add_judgment = {name: Prepared(dialect_insert(Judgment).on_conflict_do_nothing().returning(Judgment.id),
+                                   keys=_JUDGMENT_KEYS)
                     for name, dialect_insert in (("postgresql", postgresql_insert), ("sqlite", sqlite_insert))}
-    count_judgment = (update(Item).where(Item.id == _p("item_id"))
-                      .values(n_done=Item.n_done + 1, complete=Item.n_done + 1 >= _p("overlap")))
+    count_judgment = Prepared(
+        update(Item).where(Item.id == _p("item_id"))
+        .values(n_done=Item.n_done + 1, complete=Item.n_done + 1 >= _p("overlap"))
+    )
+    # PostgreSQL: each statement is a round trip to the database server, which costs both sides more CPU than these
+    # statements' own work. So there finish + add_judgment + count_judgment run as one statement (`_recording`),
+    # together with the search for the next item when the caller leases one next (`regular`, as a CTE), and a free
+    # slot is found and taken in one INSERT ... SELECT (after the candidate's lock was won, in a fresh snapshot).
+    record_judgment_pg = Prepared(_recording(pick=False))
+    record_and_pick_pg = Prepared(_recording(pick=True))
+    take_free_slot_pg = Prepared(
+        text("""
+            INSERT INTO assignments (item_id, project_id, user_id, slot, state, leased_at, expires_at, shown_order)
+            SELECT :item_id, :project_id, :user_id, free.slot, 'active', :leased_at, :expires_at, :shown_order
+            FROM generate_series(0, :overlap - 1) AS free(slot)
+            WHERE NOT EXISTS (SELECT FROM assignments WHERE item_id = :item_id AND slot = free.slot)
+              AND (SELECT count(*) FROM assignments
+                   WHERE item_id = :item_id AND (state = 'done' OR expires_at > :now)) < :overlap
+            ORDER BY free.slot LIMIT 1
+            ON CONFLICT DO NOTHING RETURNING id
+        """).bindparams(*(bindparam(key, type_=Assignment.__table__.c[key].type)
+                          for key in ("item_id", "project_id", "user_id", "leased_at", "expires_at", "shown_order")),
+                        bindparam("now", type_=Assignment.__table__.c.expires_at.type),
+                        bindparam("overlap", type_=Integer))
+        .columns(id=Integer)
+    )
 
 
 def load_rules(connection: Connection, *, project_id: int, user_id: int, role: str) -> Rules:
     """The rules of a project the user may annotate in: 404 when missing, 403 for non-members and viewers."""
-    row = connection.execute(_Q.rules, {"project_id": project_id, "user_id": user_id}).first()
+    row = _Q.rules.first(connection, {"project_id": project_id, "user_id": user_id})
     return _rules_of_row(row, project_id=project_id, role=role)
 
 
@@ -253,8 +339,7 @@ def load_rules_and_hold(connection: Connection, *, project_id: int, user_id: int
                         item_id: int) -> tuple[Rules, Hold | None]:
     """`load_rules` and the annotator's assignment on the item (None if they hold none) in one statement: the
     judgment route's first read."""
-    row = connection.execute(_Q.rules_and_hold, {"project_id": project_id, "user_id": user_id,
-                                                 "item_id": item_id}).first()
+    row = _Q.rules_and_hold.first(connection, {"project_id": project_id, "user_id": user_id, "item_id": item_id})
     rules = _rules_of_row(row, project_id=project_id, role=role)
     if row.assignment_id is None:
         return rules, None
@@ -294,35 +379,37 @@ def _lease_of(row, *, expires: datetime, order: list[int], rules: Rules) -> Leas
 
 
 def lease_next(connection: Connection, *, rules: Rules, user_id: int, seed: int = 0,
-               now: datetime | None = None, after_submit: bool = False) -> Lease | None:
+               now: datetime | None = None, after_submit: bool = False, picked: Any = None) -> Lease | None:
     """The annotator's current lease in the project, or a new one; None when nothing is left for them.
 
     `after_submit`: the caller has just recorded a judgment on the annotator's lease in this transaction, so they
-    hold none and the lookup of a current lease is skipped (one statement less on the hot path).
+    hold none and the lookup of a current lease is skipped (one statement less on the hot path). `picked`: the
+    first candidate, already looked for by that submission (`Submitted.next_candidate`).
     """
     now = now or utcnow()
     who = {"user_id": user_id, "project_id": rules.project_id}
     if not after_submit:
-        held = connection.execute(_Q.held, {**who, "now": now}).first()
+        held = _Q.held.first(connection, {**who, "now": now})
         if held is not None:
             return _lease_of(held, expires=held.expires_at, order=list(held.shown_order), rules=rules)
     expires = now + timedelta(seconds=rules.lease_seconds)
     if rules.gold_rate > 0:
-        n_leases = connection.execute(_Q.n_leases, who).scalar() or 0
+        n_leases = _Q.n_leases.scalar(connection, who) or 0
         draw = random.Random(f"{seed}:gold:{rules.project_id}:{user_id}:{n_leases}").random()
         if draw < rules.gold_rate:
             lease = _lease_gold(connection, rules=rules, user_id=user_id, now=now, expires=expires, seed=seed)
             if lease is not None:
                 return lease
-    return _lease_regular(connection, rules=rules, user_id=user_id, now=now, expires=expires, seed=seed)
+    return _lease_regular(connection, rules=rules, user_id=user_id, now=now, expires=expires, seed=seed,
+                          picked=picked if after_submit else None)
 
 
 def _lease_gold(connection: Connection, *, rules: Rules, user_id: int, now: datetime, expires: datetime,
                 seed: int) -> Lease | None:
     passed: list[int] = []
     for _ in range(_CANDIDATE_TRIES):
-        row = connection.execute(_Q.gold, {"user_id": user_id, "project_id": rules.project_id,
-                                                     "passed": passed}).first()
+        params = {"user_id": user_id, "project_id": rules.project_id, "passed": passed}
+        row = connection.execute(_Q.gold_passing, params).first() if passed else _Q.gold.first(connection, params)
         if row is None:
             return None
         lease = _insert_assignment(connection, rules=rules, row=row, user_id=user_id, slot=None, now=now,
@@ -334,7 +421,7 @@ def _lease_gold(connection: Connection, *, rules: Rules, user_id: int, now: date
 
 
 def _lease_regular(connection: Connection, *, rules: Rules, user_id: int, now: datetime, expires: datetime,
-                   seed: int) -> Lease | None:
+                   seed: int, picked: Any = None) -> Lease | None:
     """The best open item for the annotator, and a slot on it.
 
     PostgreSQL: the candidate row is locked with SKIP LOCKED, so concurrent annotators spread over different items
@@ -350,9 +437,14 @@ def _lease_regular(connection: Connection, *, rules: Rules, user_id: int, now: d
     for _ in range(_CANDIDATE_TRIES + len(pauses)):
         params = {"user_id": user_id, "project_id": rules.project_id, "now": now, "overlap": rules.overlap,
                   "passed": passed}
-        row = connection.execute(_Q.regular, params).first()
+        if picked is not None:  # the first candidate came with the judgment's statement (its id None: there was none)
+            row, picked = (picked if picked.id is not None else None), None
+        elif passed:
+            row = connection.execute(_Q.regular_passing, params).first()
+        else:
+            row = _Q.regular.first(connection, params)
         if row is None:
-            if pauses and connection.execute(_Q.any_open, params).first() is not None:
+            if pauses and _Q.any_open.first(connection, params) is not None:
                 time.sleep(pauses.pop(0))  # open items exist, all locked for an instant by other annotators
                 continue
             return None
@@ -364,10 +456,16 @@ def _lease_regular(connection: Connection, *, rules: Rules, user_id: int, now: d
             if free:
                 lease = _insert_assignment(connection, rules=rules, row=row, user_id=user_id, slot=free[0], now=now,
                                            expires=expires, seed=seed)
-        if lease is None:
-            # PostgreSQL: the candidate's snapshot was taken before its lock was won, so read the slots again in a
-            # fresh statement: with the item locked nobody adds one meanwhile, so the insert meets no uncommitted
+        else:
+            # PostgreSQL: the candidate's snapshot was taken before its lock was won, so the slots are read again in
+            # a fresh statement: with the item locked nobody adds one meanwhile, so the insert meets no uncommitted
             # row with its key (waiting for one while the writer waits for this item's lock would deadlock).
+            order = tasks.shown_order(len(row.responses), item_id=row.id, user_id=user_id, seed=seed)
+            if _Q.take_free_slot_pg.first(connection, {
+                    "item_id": row.id, "project_id": rules.project_id, "user_id": user_id, "leased_at": now,
+                    "expires_at": expires, "shown_order": order, "now": now, "overlap": rules.overlap}) is not None:
+                lease = _lease_of(row, expires=expires, order=order, rules=rules)
+        if lease is None:  # no free slot after all: maybe one of an expired lease (or SQLite: none was free)
             lease = _take_slot(connection, rules=rules, row=row, user_id=user_id, now=now, expires=expires, seed=seed)
         if lease is not None:
             return lease
@@ -378,7 +476,7 @@ def _lease_regular(connection: Connection, *, rules: Rules, user_id: int, now: d
 def _take_slot(connection: Connection, *, rules: Rules, row, user_id: int, now: datetime, expires: datetime,
                seed: int) -> Lease | None:
     """A free slot of the item, or the slot of an expired lease; None when it filled up meanwhile."""
-    slots = connection.execute(_Q.slots, {"item_id": row.id}).all()
+    slots = _Q.slots.all(connection, {"item_id": row.id})
     live = [s for s in slots if s.state == "done" or s.expires_at > now]
     if len(live) >= rules.overlap:
         return None
@@ -390,9 +488,9 @@ def _take_slot(connection: Connection, *, rules: Rules, row, user_id: int, now: 
     order = tasks.shown_order(len(row.responses), item_id=row.id, user_id=user_id, seed=seed)
     for slot in slots:
         if slot.state == "active" and slot.expires_at <= now and slot.slot is not None and slot.slot < rules.overlap:
-            taken_over = connection.execute(_Q.take_over, {
+            taken_over = _Q.take_over.rowcount(connection, {
                 "assignment_id": slot.id, "now": now, "new_user_id": user_id, "leased_at": now,
-                "expires_at": expires, "shown_order": order}).rowcount
+                "expires_at": expires, "shown_order": order})
             if taken_over == 1:
                 return _lease_of(row, expires=expires, order=order, rules=rules)
     return None
@@ -401,9 +499,9 @@ def _take_slot(connection: Connection, *, rules: Rules, row, user_id: int, now: 
 def _insert_assignment(connection: Connection, *, rules: Rules, row, user_id: int, slot: int | None, now: datetime,
                        expires: datetime, seed: int) -> Lease | None:
     order = tasks.shown_order(len(row.responses), item_id=row.id, user_id=user_id, seed=seed)
-    added = connection.execute(_Q.add_assignment[connection.dialect.name], {
+    added = _Q.add_assignment[connection.dialect.name].first(connection, {
         "item_id": row.id, "project_id": rules.project_id, "user_id": user_id, "slot": slot,
-        "state": "active", "leased_at": now, "expires_at": expires, "shown_order": order}).first()
+        "state": "active", "leased_at": now, "expires_at": expires, "shown_order": order})
     if added is None:
         return None  # another annotator took this slot, or this annotator leased the item in a parallel request
     return _lease_of(row, expires=expires, order=order, rules=rules)
@@ -419,8 +517,7 @@ def skip(connection: Connection, *, rules: Rules, user_id: int, item_id: int, re
         raise Invalid("reason: why you skip (a non-empty string)")
     if len(reason) > MAX_REASON:
         raise Invalid(f"reason: at most {MAX_REASON} characters, found {len(reason)}")
-    held = connection.execute(_Q.submission, {"item_id": item_id, "user_id": user_id,
-                                              "project_id": rules.project_id}).first()
+    held = _Q.submission.first(connection, {"item_id": item_id, "user_id": user_id, "project_id": rules.project_id})
     if held is None or held.state != "active":
         raise Conflict(f"item {item_id}: you hold no lease on it to skip"
                        + (" (you already judged it)" if held is not None else ""))
@@ -434,7 +531,7 @@ def skip(connection: Connection, *, rules: Rules, user_id: int, item_id: int, re
 
 
 def _replay(connection: Connection, *, user_id: int, key: str) -> Submitted | None:
-    row = connection.execute(_Q.replay, {"user_id": user_id, "key": key}).first()
+    row = _Q.replay.first(connection, {"user_id": user_id, "key": key})
     if row is None:
         return None
     return Submitted(judgment_id=row.id, item_id=row.item_id, replayed=True, answer=row.answer,
@@ -458,26 +555,29 @@ _UNREAD: Any = object()
 
 def submit(connection: Connection, *, rules: Rules, user_id: int, item_id: int, answer: Mapping[str, Any],
            idempotency_key: str, time_spent_ms: int | None = None, guideline_version: int | None = None,
-           now: datetime | None = None, held: Hold | None = _UNREAD) -> Submitted:
+           now: datetime | None = None, held: Hold | None = _UNREAD, pick_next: bool = False) -> Submitted:
     """Record a judgment on a leased item, or return the judgment already recorded under this idempotency key.
 
     `answer` is in screen positions (see tasks.py); `guideline_version` is the version the annotator was shown
     (default: the current one); `time_spent_ms` is measured by the client (default: since the lease). `held` is
     the annotator's assignment on the item when the caller has read it already (`load_rules_and_hold`).
+    `pick_next`: the caller leases the next item in this transaction; on PostgreSQL (without gold items) its
+    candidate is then looked for by the statement that records the judgment (one round trip less), and handed on
+    in `next_candidate`.
     """
     now = now or utcnow()
     if not isinstance(idempotency_key, str) or not 1 <= len(idempotency_key) <= MAX_KEY:
         raise Invalid(f"idempotency_key: a string of 1 to {MAX_KEY} characters (a fresh random id per judgment)")
     who = {"item_id": item_id, "user_id": user_id, "project_id": rules.project_id}
     if held is _UNREAD:
-        row = connection.execute(_Q.submission, who).first()
+        row = _Q.submission.first(connection, who)
         held = None if row is None else Hold(id=row.id, state=row.state, shown_order=list(row.shown_order),
                                              leased_at=row.leased_at, responses=list(row.responses),
                                              is_gold=row.is_gold, gold_answer=row.gold_answer)
     if held is None or held.state == "done":
         # Most often a retry of a submission that went through (the answer was lost on the way back).
         if held is None and _replay(connection, user_id=user_id, key=idempotency_key) is None and \
-                connection.execute(_Q.item_in_project, who).first() is None:
+                _Q.item_in_project.first(connection, who) is None:
             raise NotFound(f"item {item_id}: no such item in project {rules.project_id}")
         return _replay_or_conflict(
             connection, user_id=user_id, item_id=item_id, key=idempotency_key,
@@ -499,21 +599,21 @@ def submit(connection: Connection, *, rules: Rules, user_id: int, item_id: int, 
     if time_spent_ms is None:
         time_spent_ms = int((now - held.leased_at).total_seconds() * 1000)
     time_spent_ms = max(0, min(int(time_spent_ms), MAX_TIME_MS))
-    # The conditional update is what makes the slot ours: a take-over of an expired lease changes user_id first.
-    won = connection.execute(_Q.finish, {"assignment_id": held.id, "holder_id": user_id}).rowcount
+    version = guideline_version if guideline_version is not None else current
+    correct = tasks.gold_correct(rules.task_type, canonical, held.gold_answer) if held.is_gold else None
+    pick = pick_next and rules.gold_rate == 0 and _is_postgres(connection)
+    won, judgment_id, candidate = _record(connection, assignment_id=held.id, user_id=user_id, rules=rules, pick=pick,
+                                          now=now, values={
+        "item_id": item_id, "project_id": rules.project_id, "user_id": user_id,
+        "idempotency_key": idempotency_key, "task_type": rules.task_type, "answer": canonical,
+        "shown_order": list(held.shown_order), "guideline_version": version, "time_spent_ms": time_spent_ms,
+        "is_gold": held.is_gold, "gold_correct": correct, "created_at": now,
+    })
     if won != 1:
         # Either a parallel retry of this very submission got there first (PostgreSQL: we waited on its row lock),
         # or the lease expired and another annotator took the slot over.
         return _replay_or_conflict(connection, user_id=user_id, item_id=item_id, key=idempotency_key,
                                    why=f"item {item_id}: your lease expired and the item went to another annotator")
-    version = guideline_version if guideline_version is not None else current
-    correct = tasks.gold_correct(rules.task_type, canonical, held.gold_answer) if held.is_gold else None
-    judgment_id = connection.execute(_Q.add_judgment[connection.dialect.name], {
-        "item_id": item_id, "project_id": rules.project_id, "user_id": user_id,
-        "idempotency_key": idempotency_key, "task_type": rules.task_type, "answer": canonical,
-        "shown_order": list(held.shown_order), "guideline_version": version, "time_spent_ms": time_spent_ms,
-        "is_gold": held.is_gold, "gold_correct": correct, "created_at": now,
-    }).scalar()
     if judgment_id is None:
         # The key was used before (for another item), or a parallel retry committed first.
         replay = _replay(connection, user_id=user_id, key=idempotency_key)
@@ -521,7 +621,29 @@ def submit(connection: Connection, *, rules: Rules, user_id: int, item_id: int, 
             return replay
         raise Conflict(f"idempotency_key: already used for a judgment on item {replay.item_id}; use a new key for "
                        "each judgment" if replay else f"item {item_id}: you already judged it")
-    connection.execute(_Q.count_judgment, {"item_id": item_id, "overlap": rules.overlap})
     return Submitted(judgment_id=judgment_id, item_id=item_id, replayed=False, answer=canonical,
                      shown_order=list(held.shown_order), guideline_version=version, time_spent_ms=time_spent_ms,
-                     created_at=now)
+                     created_at=now, next_candidate=candidate)
+
+
+def _record(connection: Connection, *, assignment_id: int, user_id: int, rules: Rules, pick: bool, now: datetime,
+            values: dict[str, Any]) -> tuple[int, int | None, Any]:
+    """Finish the assignment, add the judgment (`values`) and count it on its item: (1 if the assignment was still
+    the caller's active lease else 0, the new judgment's id or None when its keys were taken, the next candidate
+    row when `pick` (PostgreSQL) else None). Each step runs only when the one before it wrote its row; the caller
+    raises (rolling back) when not all three did."""
+    finish = {"assignment_id": assignment_id, "holder_id": user_id}
+    if _is_postgres(connection):
+        params = {**values, **finish, "overlap": rules.overlap}
+        if not pick:
+            row = _Q.record_judgment_pg.first(connection, params)
+            return row.won, row.judgment_id, None
+        row = _Q.record_and_pick_pg.first(connection, {**params, "now": now})
+        return row.won, row.judgment_id, row
+    # The conditional update is what makes the slot ours: a take-over of an expired lease changes user_id first.
+    if _Q.finish.rowcount(connection, finish) != 1:
+        return 0, None, None
+    judgment_id = _Q.add_judgment[connection.dialect.name].scalar(connection, values)
+    if judgment_id is not None:
+        _Q.count_judgment.rowcount(connection, {"item_id": values["item_id"], "overlap": rules.overlap})
+    return 1, judgment_id, None

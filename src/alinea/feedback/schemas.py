@@ -24,7 +24,7 @@ def _no_nul(value: str) -> str:
     return value
 
 
-def _json_safe(value: Any, depth: int = 0) -> Any:
+def json_safe(value: Any, depth: int = 0) -> Any:
     """Reject NUL characters anywhere in a JSON value, and nesting deeper than MAX_JSON_DEPTH."""
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
@@ -33,10 +33,10 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
     elif isinstance(value, dict):
         for key, inner in value.items():
             _no_nul(str(key))
-            _json_safe(inner, depth + 1)
+            json_safe(inner, depth + 1)
     elif isinstance(value, list):
         for inner in value:
-            _json_safe(inner, depth + 1)
+            json_safe(inner, depth + 1)
     elif isinstance(value, float) and value != value:  # NaN
         raise ValueError("numbers must be finite")
     return value
@@ -44,7 +44,7 @@ def _json_safe(value: Any, depth: int = 0) -> Any:
 
 Text = Annotated[str, AfterValidator(_no_nul)]
 ShortText = Annotated[str, Field(max_length=256), AfterValidator(_no_nul)]
-JsonObject = Annotated[dict[str, Any], AfterValidator(_json_safe)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(json_safe)]
 Finite = Annotated[float, Field(allow_inf_nan=False, ge=-1e12, le=1e12)]
 Id = Annotated[int, Field(ge=1, le=MAX_INT)]
 Role = Literal["admin", "annotator", "viewer"]

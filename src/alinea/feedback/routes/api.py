@@ -315,36 +315,45 @@ async def lease(project_id: ProjectId, caller: CallerDep, request: Request) -> A
     return JSONResponse(lease_json(held, rules.task_type))
 
 
+def judge(database, *, seed: int, caller: Principal, project_id: int, item_id: int, answer: dict[str, Any],
+          idempotency_key: str, time_spent_ms: int | None, guideline_version: int | None,
+          lease_next: bool) -> tuple[int, dict[str, Any]]:
+    """Record a judgment (and with `lease_next` lease the next item) in one transaction; (status, JSON answer).
+    The work of the judgments route, for FastAPI's route and for its fast lane (routes/fast.py) alike."""
+    with database.write_connection() as connection:
+        rules, held = assignment.load_rules_and_hold(connection, project_id=project_id, user_id=caller.user_id,
+                                                     role=caller.role, item_id=item_id)
+        done = assignment.submit(connection, rules=rules, user_id=caller.user_id, item_id=item_id, answer=answer,
+                                 idempotency_key=idempotency_key, time_spent_ms=time_spent_ms,
+                                 guideline_version=guideline_version, held=held, pick_next=lease_next)
+        upcoming = None
+        if lease_next:
+            upcoming = assignment.lease_next(connection, rules=rules, user_id=caller.user_id, seed=seed,
+                                             after_submit=not done.replayed, picked=done.next_candidate)
+    return 200 if done.replayed else 201, {
+        "id": done.judgment_id, "item_id": done.item_id, "replayed": done.replayed, "answer": done.answer,
+        "shown_order": done.shown_order, "guideline_version": done.guideline_version,
+        "time_spent_ms": done.time_spent_ms, "created_at": _time(done.created_at),
+        "next": lease_json(upcoming, rules.task_type) if upcoming else None,
+    }
+
+
 @router.post("/projects/{project_id}/items/{item_id}/judgments", response_model=schemas.JudgmentPublic,
              status_code=201, responses={200: {"description": "A retry: the judgment recorded earlier."}},
              tags=["annotate"])
 async def submit_judgment(project_id: ProjectId, item_id: ItemId, body: schemas.JudgmentCreate, caller: CallerDep,
                           request: Request) -> Any:
     """Record a judgment on a leased item (idempotent by `idempotency_key`); with `lease_next`, also lease the next
-    item in the same transaction and return it in `next`."""
-    database, seed = request.app.state.database, request.app.state.settings.seed
+    item in the same transaction and return it in `next`.
 
-    def work():
-        with database.write_connection() as connection:
-            rules, held = assignment.load_rules_and_hold(connection, project_id=project_id, user_id=caller.user_id,
-                                                         role=caller.role, item_id=item_id)
-            done = assignment.submit(connection, rules=rules, user_id=caller.user_id, item_id=item_id,
-                                     answer=body.answer, idempotency_key=body.idempotency_key,
-                                     time_spent_ms=body.time_spent_ms, guideline_version=body.guideline_version,
-                                     held=held)
-            upcoming = None
-            if body.lease_next:
-                upcoming = assignment.lease_next(connection, rules=rules, user_id=caller.user_id, seed=seed,
-                                                 after_submit=not done.replayed)
-            return rules, done, upcoming
-
-    rules, done, upcoming = await run_db(request, work)
-    return JSONResponse({
-        "id": done.judgment_id, "item_id": done.item_id, "replayed": done.replayed, "answer": done.answer,
-        "shown_order": done.shown_order, "guideline_version": done.guideline_version,
-        "time_spent_ms": done.time_spent_ms, "created_at": _time(done.created_at),
-        "next": lease_json(upcoming, rules.task_type) if upcoming else None,
-    }, status_code=200 if done.replayed else 201)
+    Requests with an API token already checked by this process and a body of the exact JSON types are answered
+    by the fast lane in front of FastAPI (routes/fast.py), with the same work and the same answers."""
+    state = request.app.state
+    status, answer = await run_db(request, lambda: judge(
+        state.database, seed=state.settings.seed, caller=caller, project_id=project_id, item_id=item_id,
+        answer=body.answer, idempotency_key=body.idempotency_key, time_spent_ms=body.time_spent_ms,
+        guideline_version=body.guideline_version, lease_next=body.lease_next))
+    return JSONResponse(answer, status_code=status)
 
 
 @router.post("/projects/{project_id}/items/{item_id}/skip", status_code=204, tags=["annotate"])
