@@ -144,6 +144,7 @@ class RewardConfig(TrainConfig):
     loss_params_lr_scale: float = _f(30.0, "Learning-rate multiplier of the loss's own scalars (reliabilities, thumb bias, rating thresholds).")
     skip_invalid: bool = _f(False, "Skip invalid lines of the data files (counted) instead of stopping.")
     calibration_bins: int = _f(10, "Bins of the expected calibration error and reliability diagram.")
+    invert: bool = _f(False, "Train a cost model (higher = more harmful): every judgment counts inverted (a <-> b, ranks and ratings reversed, thumbs flipped); config.json marks it kind = cost.")
 
 
 @dataclass
@@ -167,7 +168,7 @@ class RLConfig:
     top_p: float = _f(1.0, "Nucleus sampling while collecting rollouts (1 = plain sampling, which keeps log-probs exact).")
     penalise_missing_eos: bool = _f(True, "Replace the score of an answer with no stop token by missing_eos_penalty (N+ 'EOS trick').")
     missing_eos_penalty: float = _f(-1.0, "Score of an answer that hit max_new_tokens without a stop token.")
-    costs: list = _f([], "Constrained RL (Safe RLHF): cost sources (a cost model = reward model of harm, a judge such as toxicity, or module:function); higher = worse.")
+    costs: list = _f([], "Constrained RL (Safe RLHF): cost sources, higher = more harmful: a cost model directory (reward.invert = true), neg:DIR (a reward model read as cost = -reward), a detector (toxicity, harm) or module:function.")
     cost_weights: list = _f([], "Weight of each cost source (empty: 1 each).")
     cost_limit: float = _f(0.0, "Constraint: the mean cost per answer must stay at most this.")
     lagrange_init: float = _f(1.0, "Starting Lagrange multiplier of the cost constraint.")

@@ -11,7 +11,7 @@ import pytest
 from alinea.data.jsonl import read_records
 from alinea.errors import UserError
 from alinea.judges import get_judge
-from alinea.loop.constrained import invert_preferences, rl_constraint_figures
+from alinea.loop.constrained import cost_model_records, rl_constraint_figures
 from alinea.loop.rounds import STATE_FILE, LoopState, _reward_heads, run_loop
 from tests.loop.test_rounds import loop_config
 
@@ -26,19 +26,19 @@ def read_jsonl(path: Path) -> list[dict]:
 # pure pieces
 
 
-def test_inverting_harmlessness_preferences():
+def test_cost_model_records_are_the_judged_comparisons_and_rankings():
+    # kept as judged: the reward trainer inverts them (reward.invert, tests/train/test_reward.py)
     rows = [
         {"type": "comparison", "response_a": "x", "response_b": "y", "preference": "a", "annotator": "ann"},
         {"type": "comparison", "response_a": "x", "response_b": "y", "preference": "b"},
         {"type": "comparison", "response_a": "x", "response_b": "y", "preference": "tie"},
+        {"type": "comparison", "response_a": "x", "response_b": "y", "preference": "maybe"},
         {"type": "ranking", "responses": ["x", "y", "z"], "ranks": [1, 1, 3]},
+        {"type": "ranking", "responses": [], "ranks": []},
         {"type": "rating", "response": "x", "rating": 3},
     ]
-    inverted, skipped = invert_preferences(rows)
-    assert [r.get("preference") for r in inverted[:3]] == ["b", "a", "tie"]
-    assert inverted[3]["ranks"] == [3, 3, 1]  # best <-> worst, the tie kept
-    assert inverted[0]["annotator"] == "ann" and rows[0]["preference"] == "a"  # the input is left as it was
-    assert skipped == 1
+    kept, skipped = cost_model_records(rows)
+    assert kept == [rows[0], rows[1], rows[2], rows[4]] and skipped == 3
 
 
 def test_constraint_figures_from_rl_metrics():
@@ -64,7 +64,9 @@ def test_constraint_figures_from_rl_metrics():
     ({"rl_algorithm": "dpo", "costs": ["toxicity"]}, r"constrained RL is not supported with loop.rl_algorithm = dpo"),
     ({"costs": ["no_such_cost"]}, r"loop.costs\[0\]: 'no_such_cost' is unknown.*detector \(harm, refusal, toxicity\)"),
     ({"costs": ["toxicity", "runs/absent-cost-model"]}, r"loop.costs\[1\]: 'runs/absent-cost-model' is no directory"),
-    ({"costs": ["non_toxic"]}, r"loop.costs\[0\]: 'non_toxic' is a judge, higher = better"),
+    ({"costs": ["non_toxic"]}, r"loop.costs\[0\]: 'non_toxic' reads higher = better.*'neg:non_toxic'"),
+    ({"costs": ["neg:toxicity"]}, r"loop.costs\[0\]: 'neg:toxicity' reads higher = better.*drop 'neg:'"),
+    ({"harmlessness": True, "costs": ["neg:cost_model"]}, r"loop.costs\[0\]: 'neg:cost_model' would read the loop's"),
     ({"costs": ["cost_model"]}, r"loop.costs\[0\]: 'cost_model' names the cost model.*loop.harmlessness = true"),
     ({"costs": ["toxicity"], "cost_weights": [1.0, 2.0]}, r"loop.cost_weights: 2 weights for 1 cost sources"),
     ({"cost_weights": [1.0]}, r"loop.cost_weights: given without loop.costs"),
@@ -83,7 +85,7 @@ def test_bad_cost_settings_are_refused_at_the_start(settings, message, rl_policy
 
 def test_bad_lagrange_settings_and_section_costs_are_refused(rl_policy_dir, demo_data, tmp_path):
     for field, value, message in [
-        ("lagrange_lr", 0.0, r"rloo.lagrange_lr: expected a number > 0, found 0.0"),
+        ("lagrange_lr", 0.0, r"rloo.lagrange_lr: expected a finite number > 0, found 0.0"),
         ("lagrange_init", 80.0, r"rloo.lagrange_init: expected a number from 0 to lagrange_max \(50.0\)"),
         ("lagrange_patience", 0, r"rloo.lagrange_patience: expected 1 or more steps"),
         ("costs", ["toxicity"], r"rloo.costs: set to \['toxicity'\], but in the loop the costs come from loop.costs"),
@@ -99,11 +101,13 @@ def test_cost_model_with_another_tokenizer_is_refused_at_the_start(rl_policy_dir
     from alinea.data.corpus import read_documents
     from alinea.model.tokenizer import save_tokenizer, train_tokenizer
 
-    # A directory shaped like a reward model (config.json with the normalisation key), with a tokenizer of its own.
+    # A directory shaped like a cost model (config.json with the normalisation key, kind cost), with a tokenizer of
+    # its own.
     cost_dir = tmp_path / "other-cost-model"
     shutil.copytree(rl_policy_dir, cost_dir)
     config = json.loads((cost_dir / "config.json").read_text())
-    (cost_dir / "config.json").write_text(json.dumps({**config, "alinea_reward": {"shift": [0.0], "scale": [1.0]}}))
+    (cost_dir / "config.json").write_text(
+        json.dumps({**config, "alinea_reward": {"shift": [0.0], "scale": [1.0], "kind": "cost"}}))
     other = save_tokenizer(train_tokenizer(read_documents(demo_data["corpus"]), vocab_size=300), tmp_path / "tok300")
     for file in other.iterdir():
         shutil.copy(file, cost_dir / file.name)
@@ -112,6 +116,35 @@ def test_cost_model_with_another_tokenizer_is_refused_at_the_start(rl_policy_dir
                                         r"from the policy's .*vocabulary sizes 300 vs 600"):
         run_loop(cfg, tmp_path / "loop")
     assert not (tmp_path / "loop" / "round-1").exists()
+
+
+def test_a_reward_model_as_a_loop_cost_needs_neg(rl_policy_dir, demo_data, tmp_path):
+    from tests.train.test_rewards import save_scorer
+
+    harmless_rm = save_scorer(rl_policy_dir, tmp_path / "harmless-rm", kind="reward")
+    cfg = loop_config(tmp_path, rl_policy_dir, demo_data["prompts"], judges="ai", costs=[str(harmless_rm)])
+    with pytest.raises(UserError, match=r"loop.costs\[0\]: .*harmless-rm is a reward model \(higher = better\), not a "
+                                        r"cost model.*reward.invert = true.*'neg:"):
+        run_loop(cfg, tmp_path / "loop")
+    assert not (tmp_path / "loop" / "round-1").exists()
+    from alinea.loop.constrained import check_costs
+
+    cfg.loop.costs = [f"neg:{harmless_rm}"]
+    check_costs(cfg)  # read as cost = -reward: accepted
+
+    # the held-out cost of the report reads it the same way: -reward, i.e. minus the same weights marked as a cost
+    from alinea.loop.constrained import eval_costs
+
+    cost_model = save_scorer(rl_policy_dir, tmp_path / "cost-model", kind="cost")
+    records = read_records(demo_data["prompts"])[:3]
+    prompts = [r.prompt_messages()[-1]["content"] for r in records]
+    answers = {"sft": ["Yes.", "No, thanks.", "The river."], "policy": ["Fine.", "Maybe.", "A long answer here."]}
+    negated = eval_costs([f"neg:{harmless_rm}"], [], records, prompts, answers)
+    as_cost = eval_costs([str(cost_model)], [], records, prompts, answers)
+    assert negated["sft"] == pytest.approx(-as_cost["sft"]) and negated["policy"] == pytest.approx(-as_cost["policy"])
+    assert as_cost["sft"] != as_cost["policy"]
+    with_harm = eval_costs([f"neg:{harmless_rm}", "neg:harmless"], [1.0, 2.0], records, prompts, answers)
+    assert with_harm["sft"] == pytest.approx(negated["sft"] - 2.0)  # no harm in these answers: -harmless = -1 each
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -149,13 +182,16 @@ def test_harmlessness_judgments_train_a_cost_model_that_constrains_rl(rl_policy_
     decided = [r for r in harmless if r["preference"] != "tie"]
     assert len(decided) >= 6, f"only {len(decided)} pairs differ in harm"
 
-    # 2. the cost model is trained on exactly those judgments, inverted: the more harmful answer is preferred
+    # 2. the cost model is trained on exactly those judgments, inverted by the trainer (reward.invert): the more
+    #    harmful answer counts as preferred, and the model is marked a cost model
     cost_records = read_jsonl(round_dir / "cost_records.jsonl")
-    flip = {"a": "b", "b": "a", "tie": "tie"}
-    assert [r["preference"] for r in cost_records] == [flip[r["preference"]] for r in harmless]
+    assert [r["preference"] for r in cost_records] == [r["preference"] for r in harmless]
     cost_run = round_dir / "cost"
-    assert str(round_dir / "cost_records.jsonl") in (cost_run / "config.toml").read_text()
-    assert sum(json.loads((cost_run / "meta.json").read_text())["kinds"].values()) == len(harmless)
+    cost_config = (cost_run / "config.toml").read_text()
+    assert str(round_dir / "cost_records.jsonl") in cost_config and "invert = true" in cost_config
+    cost_meta = json.loads((cost_run / "meta.json").read_text())
+    assert sum(cost_meta["kinds"].values()) == len(harmless) and cost_meta["alinea_kind"] == "cost"
+    assert json.loads((cost_run / "final" / "config.json").read_text())["alinea_reward"]["kind"] == "cost"
     state = LoopState.load(out)
     assert state.cost_model == str(cost_run / "final")
     # ... and it learned the direction: it scores the more harmful answer of the judged pairs higher, mostly

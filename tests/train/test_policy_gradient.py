@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -216,6 +217,46 @@ def test_bad_settings_and_prompts(rl_policy_dir, demo_data, tmp_path):
         pg.PolicyGradientTrainer("ppo", cfg)
 
 
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"costs": ["toxicity"], "lagrange_lr": 0.0}, r"rloo.lagrange_lr: expected a finite number > 0, found 0.0"),
+    ({"costs": ["toxicity"], "lagrange_max": float("nan")}, r"rloo.lagrange_max: expected a finite number > 0, found nan"),
+    ({"costs": ["toxicity"], "lagrange_init": 80.0}, r"rloo.lagrange_init: expected a number from 0 to lagrange_max \(50.0\)"),
+    ({"costs": ["toxicity"], "lagrange_init": -1.0}, r"rloo.lagrange_init: .*found -1.0"),
+    ({"costs": ["toxicity"], "lagrange_patience": 0}, r"rloo.lagrange_patience: expected 1 or more steps, found 0"),
+    ({"costs": ["toxicity"], "cost_limit": float("inf")}, r"rloo.cost_limit: expected a finite number, found inf"),
+    ({"costs": ["toxicity"], "cost_weights": [1.0, 2.0]}, r"rloo.cost_weights: 2 weights for 1 cost sources"),
+    ({"costs": ["toxicity"], "cost_weights": [float("nan")]}, r"rloo.cost_weights\[0\]: expected a finite number, found nan"),
+    ({"costs": ["toxicity", " "]}, r"rloo.costs\[1\]: expected a cost source .*found ' '"),
+    ({"cost_weights": [1.0]}, r"rloo.cost_weights: given without rloo.costs"),
+    ({"reward_weights": ["heavy"]}, r"rloo.reward_weights\[0\]: expected a finite number, found 'heavy'"),
+    ({"costs": ["harmless"]}, r"cost source 'harmless': reads higher = better.*'neg:harmless'"),
+    ({"costs": ["tests.train.rl_rewards:raises"]},
+     r"cost source cost/tests.train.rl_rewards:raises: failed on a probe batch before training: .*judge offline"),
+    ({"costs": ["tests.train.rl_rewards:returns_nan"]},
+     r"cost source cost/tests.train.rl_rewards:returns_nan: returned a non-finite value \(nan\) on a probe batch"),
+    ({"costs": ["tests.train.no_module:cost"]}, r"cost source 'tests.train.no_module:cost': cannot import module"),
+])
+def test_bad_cost_and_lagrange_settings_fail_before_training(settings, message, rl_policy_dir, demo_data, tmp_path):
+    cfg = rl_config("rloo", rl_policy_dir, demo_data["prompts"], tmp_path, k=4)
+    for key, value in settings.items():
+        setattr(cfg.rloo, key, value)
+    with pytest.raises(UserError, match=message):
+        pg.run("rloo", cfg)
+    assert not list(tmp_path.glob("rloo-*"))  # nothing started
+
+
+def test_a_reward_model_is_no_cost_unless_negated(rl_policy_dir, demo_data, tmp_path):
+    from tests.train.test_rewards import save_scorer
+
+    harmless_rm = save_scorer(rl_policy_dir, tmp_path / "harmless-rm", kind="reward")
+    cfg = rl_config("rloo", rl_policy_dir, demo_data["prompts"], tmp_path, k=4, costs=[str(harmless_rm)])
+    with pytest.raises(UserError, match=r"is a reward model \(higher = better\), not a cost model"):
+        pg.PolicyGradientTrainer("rloo", cfg)
+    cfg.rloo.costs = [f"neg:{harmless_rm}"]  # read as cost = -reward, as documented
+    trainer = pg.PolicyGradientTrainer("rloo", cfg)
+    assert trainer.rewards.cost_names == ["cost/neg:rm:harmless-rm"]
+
+
 def test_long_prompts_are_cut_from_the_left_and_counted(rl_policy_dir, tmp_path, tokenizer):
     from alinea.train.rollout import load_prompts
 
@@ -301,3 +342,31 @@ def test_an_unreachable_constraint_stops_with_a_warning(rl_policy_dir, demo_data
     warning = json.loads((result.run_dir / "warnings.json").read_text())["warnings"][0]
     assert "was not met for 2 steps" in warning and "Lagrange multiplier at its cap" in warning
     assert "warning:" in capsys.readouterr().out
+
+    # Resuming reports the stop and trains nothing more (the same settings would hit the same wall) ...
+    final_weights = (result.final_dir / "model.safetensors").read_bytes()
+    shutil.rmtree(result.final_dir)  # as if interrupted between the stop's checkpoint and final/
+    again = pg.run("rloo", cfg, resume=result.run_dir)
+    out = capsys.readouterr().out
+    assert again.steps == 2 and [m["step"] for m in again.metrics] == [1, 2]
+    assert "stopped early at step 2 of 10" in out and "Lagrange multiplier at its cap" in out
+    assert "--continue-stopped" in out
+    assert (again.final_dir / "model.safetensors").read_bytes() == final_weights  # final/ rewritten from the checkpoint
+    # ... unless asked to go on: the count of capped steps restarts, so this cost stops it again 2 steps later.
+    more = pg.run("rloo", cfg, resume=result.run_dir, continue_stopped=True)
+    assert more.steps == 4 and [m["step"] for m in more.metrics] == [1, 2, 3, 4]
+    assert [m["lagrange_multiplier"] for m in more.metrics] == [1.0, 2.0, 2.0, 2.0]
+    assert "continuing to step 10 as asked" in capsys.readouterr().out
+
+
+def test_cli_resume_of_a_stopped_run_exits_with_the_stop(rl_policy_dir, demo_data, tmp_path, run_cli):
+    code, _, stderr = run_cli("rloo", "--continue-stopped")
+    assert code == 2 and "--continue-stopped: only with --resume" in stderr
+    cfg = rl_config("rloo", rl_policy_dir, demo_data["prompts"], tmp_path, max_steps=6, k=4,
+                    costs=["tests.train.rl_rewards:always_one"], cost_limit=0.0, lagrange_max=1.0,
+                    lagrange_patience=1)
+    result = pg.run("rloo", cfg)
+    assert result.steps == 1  # lambda starts at its cap (1.0): one capped step
+    code, stdout, stderr = run_cli("rloo", "--resume", result.run_dir)
+    assert code == 0, stderr
+    assert "stopped early at step 1 of 6" in stdout and "rloo: 1 steps" in stdout

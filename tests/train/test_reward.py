@@ -117,6 +117,32 @@ def test_unusable_records_are_skipped_and_counted(tokenizer):
     assert "tie (tie_model = skip)" not in counts
 
 
+def test_invert_reads_every_judgment_upside_down(tokenizer):
+    records = [
+        Comparison(prompt="Q1", response_a="Fine.", response_b="Rude.", preference="a", strength=2),
+        Comparison(prompt="Q1", response_a="Fine.", response_b="Rude.", preference="b"),
+        Comparison(prompt="Q1", response_a="Fine.", response_b="Rude.", preference="tie"),
+        Ranking(prompt="Q2", responses=("One.", "Two.", "Three."), ranks=(1, 1, 3)),
+        Ranking(prompt="Q3", responses=("One.", "Two.", "Three.", "Four."), ranks=(2, 4, 1, 3)),
+        Thumb(prompt="Q4", response="Up it goes.", thumb="up"),
+        Thumb(prompt="Q4", response="Down it goes.", thumb="down"),
+        Rating(prompt="Q5", response="Top.", ratings={"harmlessness": 7}, scale=(1, 7)),
+        Rating(prompt="Q6", response="Mid.", ratings={"harmlessness": 2, "honesty": 3}, scale=(1, 4)),
+    ]
+    plain, _, levels = encode_records(records, tokenizer, RewardConfig(), {})
+    inverted, counts, inverted_levels = encode_records(records, tokenizer, RewardConfig(invert=True), {})
+    assert not counts and levels == inverted_levels == 7
+    assert [e.sequences for e in inverted] == [e.sequences for e in plain]  # the same answers, read the other way
+    assert [e.outcome for e in plain[:3]] == [0, 1, 2] and [e.outcome for e in inverted[:3]] == [1, 0, 2]
+    assert inverted[0].strength == 2  # how sure the annotator was does not change
+    assert inverted[3].ranks == [3, 3, 1] and inverted[4].ranks == [3, 1, 4, 2]  # best <-> worst, ties kept
+    assert [e.target for e in inverted[5:7]] == [0.0, 1.0]  # thumbs flipped
+    # ratings mirrored on their scale: 7 of 1..7 -> target -2, level 0; mean 2.5 of 1..4 -> -(2 * 1.5 / 3 - 1) * 2 = 0
+    assert (plain[7].target, plain[7].level, inverted[7].target, inverted[7].level) == (2.0, 6, -2.0, 0)
+    assert inverted[8].target == pytest.approx(-plain[8].target) and plain[8].level + inverted[8].level == 3
+    assert reward.model_kind_of(RewardConfig(invert=True)) == "cost" and reward.model_kind_of(RewardConfig()) == "reward"
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Batches
 
@@ -363,6 +389,33 @@ def test_reward_model_learns_a_preference(tmp_path, pretrained_dir):
     metrics = reward.evaluate_examples(RewardLoss(model, cfg.reward, n_annotators=0, n_levels=levels), batches)
     assert metrics["n"] == 100 and metrics["accuracy"] > 0.95, metrics
     assert metrics["log_likelihood"] > -0.3 and 0 <= metrics["ece"] <= 1
+
+
+def test_invert_trains_a_cost_model_marked_as_such(tmp_path, pretrained_dir):
+    """The same preference data with `reward.invert`: the model scores the preferred ("excellent") answers lower,
+    and says so in config.json (`alinea_reward.kind`) and meta.json (`alinea_kind`)."""
+    from alinea.train.rewards import model_kind
+
+    train, held_out = tmp_path / "train.jsonl", tmp_path / "held_out.jsonl"
+    write_jsonl(train, excellent_comparisons(200, seed=0))
+    write_jsonl(held_out, excellent_comparisons(40, seed=1))
+    cfg = reward_cfg(tmp_path, pretrained_dir, [train], **{
+        "reward.max_steps": 25, "reward.lr": 3e-3, "reward.batch_size": 16, "reward.warmup_steps": 2,
+        "reward.invert": True,
+    })
+    result = reward.run(cfg, out=tmp_path / "cost")
+    config = json.loads((result.final_dir / "config.json").read_text())
+    assert config["alinea_reward"]["kind"] == "cost" and model_kind(result.run_dir) == "cost"
+    assert RunDir(result.run_dir).meta()["alinea_kind"] == "cost"
+    assert "invert = true" in (result.run_dir / "config.toml").read_text()
+    assert json.loads((result.run_dir / "eval.json").read_text())["accuracy"] > 0.95  # on the inverted held-out 10%
+
+    model, tokenizer = load_reward_model(result.run_dir)
+    rows = read_records(held_out)
+    scores = reward.score_records(model, tokenizer, rows)
+    preferred_lower = [(a < b) if r.preference == "a" else (b < a)
+                       for r, ((a, _), (b, _)) in zip(rows, scores, strict=True)]
+    assert sum(preferred_lower) / len(rows) > 0.95
 
 
 def test_reliability_ranks_random_and_contrarian_annotators_below_honest_ones(tmp_path, pretrained_dir):

@@ -131,7 +131,7 @@ def redteam_cmd(
 def safety_cmd(
     model: Annotated[Path, typer.Argument(help="Model checkpoint directory to evaluate.")],
     prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Safety prompts: JSONL tagged harmful/benign, or .txt with --kind (default: the embedded red-team set).")] = None,
-    cost: Annotated[str | None, typer.Option("--cost", help="Cost model directory (cost = -reward) or module:function.")] = None,
+    cost: Annotated[str | None, typer.Option("--cost", help="Cost source, higher = more harmful: a cost model directory (reward.invert = true), neg:DIR (a reward model of harmlessness read as cost = -reward), a detector (harm, toxicity) or module:function.")] = None,
     cost_limit: Annotated[float, typer.Option(help="An answer is safe by cost when its cost is at most this.")] = 0.0,
     max_new_tokens: Annotated[int, typer.Option(help="Answer tokens at most.")] = 48,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
@@ -144,6 +144,7 @@ def safety_cmd(
     Examples:
       alinea eval safety runs/sft-XXXX/final
       alinea eval safety runs/loop/round-2/rl/final --prompts my-redteam.jsonl --cost runs/cost-model/final --json
+      alinea eval safety runs/sft-XXXX/final --cost neg:runs/harmless-rm/final --cost-limit 0
     """
     import json as json_module
 

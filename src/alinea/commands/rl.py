@@ -83,12 +83,23 @@ def _rl_command(algorithm: str, doc: str):
         prompts: Annotated[Path | None, typer.Option("--prompts", "-p", help="Prompt records (JSONL).")] = None,
         out: OutOpt = None,
         resume: ResumeOpt = None,
+        continue_stopped: Annotated[
+            bool,
+            typer.Option(
+                "--continue-stopped",
+                help="With --resume: train on a run that stopped because its cost constraint was judged unreachable "
+                "(lagrange_patience steps at lagrange_max); without it such a run reports the stop and exits.",
+            ),
+        ] = False,
     ) -> None:
+        from alinea.errors import UserError
         from alinea.train import policy_gradient
 
+        if continue_stopped and not resume:
+            raise UserError("--continue-stopped: only with --resume RUN_DIR (it continues a stopped run).")
         cfg = _load(config, overrides)
         _apply_common(getattr(cfg, algorithm), policy, reward, prompts)
-        result = policy_gradient.run(algorithm, cfg, resume=resume, out=out)
+        result = policy_gradient.run(algorithm, cfg, resume=resume, out=out, continue_stopped=continue_stopped)
         _report(result, algorithm)
 
     command.__doc__ = doc

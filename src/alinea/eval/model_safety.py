@@ -1,8 +1,10 @@
 """Safety of a model: answer a red-team set (harmful and benign prompts) and judge the answers.
 
 Wires a model to the pure judgements of `alinea.eval.safety`: answers are sampled with the KV-cached sampler, then
-scored by the rule judges (refusal patterns, toxic word list) and, optionally, by a cost model (a reward model trained
-on harmlessness preferences, read as cost = -reward) or any batched `module:function` cost.
+scored by the rule judges (refusal patterns, toxic word list) and, optionally, by a cost source read like an RL cost
+(`alinea.train.rewards.resolve_source(role="cost")`, higher = more harmful): a cost model directory (trained with
+`reward.invert = true`), `neg:DIR` for a reward model of harmlessness read as cost = -reward, a detector (`harm`,
+`toxicity`) or a batched `module:function`. A plain reward model without `neg:` is refused: its sign is unknown.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from alinea.errors import UserError
 
 
 def cost_function(spec: str, policy_tokenizer=None):
-    """A batched cost from a reward-model directory (cost = -reward) or `module:function` (higher = more harmful)."""
+    """A batched cost (higher = more harmful) from a cost source spec: a cost model directory, `neg:DIR` (a reward
+    model read as -reward), a detector or `module:function` (module docstring)."""
     from alinea.train.rewards import RewardInputs, RewardModelSource, resolve_source
 
-    source = resolve_source(spec)
+    source = resolve_source(spec, role="cost")
     if isinstance(source, RewardModelSource):
         if policy_tokenizer is not None:
             source.check_tokenizer(policy_tokenizer)
@@ -27,7 +30,7 @@ def cost_function(spec: str, policy_tokenizer=None):
 
             encoder = Encoder(tokenizer, 256)
             sequences = [encoder.sequence([{"role": "user", "content": p}], a or " ") for p, a in zip(prompts, answers, strict=True)]
-            return [-x for x in source(RewardInputs(prompts=prompts, responses=answers, sequences=sequences))]
+            return source(RewardInputs(prompts=prompts, responses=answers, sequences=sequences))
 
         return cost
     return lambda prompts, answers: source(RewardInputs(prompts=prompts, responses=answers))

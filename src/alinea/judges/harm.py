@@ -20,7 +20,9 @@ any other harm (violence, weapons, self-harm, fraud phrased otherwise), paraphra
 the demo's simulated annotators, not a safety classifier.
 
 `harm` is a detector (lower is better, `DETECTORS["harm"]`, usable as an RL cost); `harmless` = 1 - harm is the
-higher-is-better judge (`JUDGES["harmless"]`) the simulated annotators and the AI judge use as their gold.
+higher-is-better judge (`JUDGES["harmless"]`) the simulated annotators and the AI judge use as their gold. As an RL
+or safety-evaluation cost, `harm` is read as it is and `harmless` is refused unless negated (`neg:harmless`,
+`alinea.train.rewards`). Documented in docs/judges.md; tested in tests/judges/test_harm.py.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 With `loop.harmlessness = true` every pair of a round is judged twice, for helpfulness (the main project) and for
 harmlessness (a second pairwise project whose question is "which answer is less harmful?"), as Safe RLHF (Dai et al.
 2023) collects the two preferences separately. The reward phase then trains, beside the reward model, a **cost model**
-on the harmlessness judgments with every preference **inverted** (the more harmful answer counts as the preferred
-one), so that its score is higher for more harmful answers and enters the RL phase as a cost with a positive sign,
-like every other cost source (`alinea.train.rewards.ConstrainedMix`). Like any alinea reward model it is normalised
+on the harmlessness judgments with every preference **inverted** (`reward.invert = true`: the more harmful answer
+counts as the preferred one, and the model is marked `kind: "cost"`), so that its score is higher for more harmful
+answers and enters the RL phase as a cost with a positive sign, like every other cost source
+(`alinea.train.rewards.ConstrainedMix`, which refuses an unmarked reward model as a cost). Like any alinea reward model it is normalised
 to mean 0 and std 1 over the answers it was trained on: a cost of 0 is an answer as harmful as the average judged
 answer, and `loop.cost_limit` is read in those units.
 
@@ -68,60 +69,65 @@ def check_costs(cfg) -> None:
         raise UserError(f"loop.cost_limit: expected a finite number, found {lcfg.cost_limit!r}.")
     for i, spec in enumerate(lcfg.costs):
         _check_cost_source(spec, f"loop.costs[{i}]", cfg)
-    _check_lagrange(getattr(cfg, lcfg.rl_algorithm), lcfg.rl_algorithm)
+    from alinea.train.policy_gradient import check_lagrange
+
+    check_lagrange(lcfg.rl_algorithm, getattr(cfg, lcfg.rl_algorithm))
 
 
 def _check_cost_source(spec: Any, where: str, cfg) -> None:
     from alinea.judges import DETECTORS, JUDGES
+    from alinea.train.rewards import NEGATE, split_sign
 
     if not isinstance(spec, str) or not spec.strip():
         raise UserError(f"{where}: expected a cost source (text), found {spec!r}.")
     spec = spec.strip()
-    if spec == COST_MODEL:
+    sign, body = split_sign(spec)
+    if body == COST_MODEL:
+        if sign < 0:
+            raise UserError(f"{where}: '{spec}' would read the loop's cost model as -cost (higher = less harmful); "
+                            f"write '{COST_MODEL}'.")
         if not cfg.loop.harmlessness:
             raise UserError(
                 f"{where}: '{COST_MODEL}' names the cost model the loop trains on its harmlessness judgments; set "
                 "loop.harmlessness = true to collect them, or name another cost source."
             )
         return
-    path = Path(spec)
+    path = Path(body)
     if path.is_dir():
-        check_cost_model_dir(path, cfg.loop.policy, where=where)
+        check_cost_model_dir(path, cfg.loop.policy, where=where, sign=sign)
         return
-    if spec in DETECTORS:
+    if body in DETECTORS or body in JUDGES:
+        if (body in JUDGES) == (sign > 0):
+            raise UserError(
+                f"{where}: {spec!r} reads higher = better, but a cost must be higher = more harmful; use a detector "
+                f"({', '.join(sorted(DETECTORS))}), "
+                + (f"'{NEGATE}{body}', or module:function if you mean it." if sign > 0
+                   else f"or drop '{NEGATE}' ({body} is a detector).")
+            )
         return
-    if spec in JUDGES:
-        raise UserError(
-            f"{where}: {spec!r} is a judge, higher = better, but a cost must be higher = more harmful; use a detector "
-            f"({', '.join(sorted(DETECTORS))}), or module:function if you mean it."
-        )
-    if ":" in spec and not path.exists():
-        _probe(spec, where, _judge_function(spec, where))
+    if ":" in body and not path.exists():
+        _probe(spec, where, _judge_function(body, where))
         return
-    looks_like_path = "/" in spec or spec.startswith(".")
+    looks_like_path = "/" in body or body.startswith(".")
     raise UserError(
         f"{where}: {spec!r} is "
         + ("no directory (a cost model directory was expected at that path). " if looks_like_path else "unknown. ")
-        + f"A cost source is '{COST_MODEL}', a cost model directory, a detector ({', '.join(sorted(DETECTORS))}) "
-        "or package.module:function."
+        + f"A cost source is '{COST_MODEL}', a cost model directory (reward.invert = true), {NEGATE}DIR (a reward "
+        f"model read as cost = -reward), a detector ({', '.join(sorted(DETECTORS))}) or package.module:function."
     )
 
 
-def check_cost_model_dir(path: Path, policy: str, *, where: str) -> None:
-    """A cost model directory must be an alinea reward model whose tokenizer is the policy's (it reads its tokens)."""
-    from transformers import AutoConfig
-
+def check_cost_model_dir(path: Path, policy: str, *, where: str, sign: float = 1.0) -> None:
+    """A cost model directory must be an alinea cost model (or `neg:` + a reward model: `train.rewards.
+    check_model_role`) whose tokenizer is the policy's (it reads the policy's tokens)."""
     from alinea.model.causal_lm import is_checkpoint_dir
-    from alinea.model.reward import NORMALISATION_KEY
     from alinea.model.tokenizer import load_tokenizer
+    from alinea.train.rewards import check_model_role, model_dir
 
-    if (path / "final").is_dir() and not is_checkpoint_dir(path):
-        path = path / "final"
+    path = model_dir(path)
     if not is_checkpoint_dir(path):
         raise UserError(f"{where}: {path} is not a cost model directory (no config.json; give a reward run or its final/).")
-    config = AutoConfig.from_pretrained(str(path), local_files_only=True)
-    if not getattr(config, NORMALISATION_KEY, None):
-        raise UserError(f"{where}: {path} is not an alinea reward model (config.json has no '{NORMALISATION_KEY}').")
+    check_model_role(path, role="cost", sign=sign, where=where)
     cost_tokenizer = load_tokenizer(path)
     policy_tokenizer = load_tokenizer(policy)
     if cost_tokenizer.get_vocab() != policy_tokenizer.get_vocab():
@@ -157,38 +163,17 @@ def _probe(spec: str, where: str, fn) -> None:
         raise UserError(f"{where}: {spec} returned {values!r} for {len(PROBE_ANSWERS)} answers; expected as many finite numbers.")
 
 
-def _check_lagrange(section, name: str) -> None:
-    if not section.lagrange_max > 0:
-        raise UserError(f"{name}.lagrange_max: expected a number > 0, found {section.lagrange_max}.")
-    if not 0 <= section.lagrange_init <= section.lagrange_max:
-        raise UserError(
-            f"{name}.lagrange_init: expected a number from 0 to lagrange_max ({section.lagrange_max}), found "
-            f"{section.lagrange_init}."
-        )
-    if not section.lagrange_lr > 0:
-        raise UserError(f"{name}.lagrange_lr: expected a number > 0, found {section.lagrange_lr}.")
-    if section.lagrange_patience < 1:
-        raise UserError(f"{name}.lagrange_patience: expected 1 or more steps, found {section.lagrange_patience}.")
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # the cost model's data and the RL phase's sources
 
 
-def invert_preferences(rows: Sequence[dict]) -> tuple[list[dict], int]:
-    """Harmlessness records turned into cost records: a comparison's preference a <-> b (ties stay), a ranking's
-    ranks reversed (best <-> worst, ties kept). Returns (records, how many rows of other types were left out)."""
-    out, skipped = [], 0
-    for row in rows:
-        kind = row.get("type")
-        if kind == "comparison" and row.get("preference") in ("a", "b", "tie"):
-            out.append({**row, "preference": {"a": "b", "b": "a", "tie": "tie"}[row["preference"]]})
-        elif kind == "ranking" and isinstance(row.get("ranks"), list) and row["ranks"]:
-            ranks = row["ranks"]
-            out.append({**row, "ranks": [max(ranks) + min(ranks) - rank for rank in ranks]})
-        else:
-            skipped += 1
-    return out, skipped
+def cost_model_records(rows: Sequence[dict]) -> tuple[list[dict], int]:
+    """The harmlessness records the cost model learns from, as judged (preference = the less harmful answer):
+    comparisons and rankings. The reward trainer reads them inverted (`reward.invert = true`, which also marks the
+    model `kind: "cost"`). Returns (records, how many rows of other types were left out)."""
+    kept = [row for row in rows if (row.get("type") == "comparison" and row.get("preference") in ("a", "b", "tie"))
+            or (row.get("type") == "ranking" and isinstance(row.get("ranks"), list) and row["ranks"])]
+    return kept, len(rows) - len(kept)
 
 
 def usable_pairs(rows: Sequence[dict]) -> int:
@@ -252,17 +237,18 @@ def eval_costs(costs: Sequence[str], weights: Sequence[float], records, prompts:
                answers: dict[str, Sequence[str]]) -> dict[str, float]:
     """Mean weighted cost of each model's held-out answers (`answers`: model name -> one answer per record)."""
     from alinea.loop.rounds import _reward_heads
-    from alinea.train.rewards import FunctionSource, RewardInputs, resolve_source
+    from alinea.train.rewards import FunctionSource, RewardInputs, resolve_source, split_sign
 
     weights = list(weights) if weights else [1.0] * len(costs)
     names = list(answers)
     totals = {name: [0.0] * len(prompts) for name in names}
     for spec, weight in zip(costs, weights, strict=True):
-        if Path(spec).is_dir():
-            heads = _reward_heads(spec, records, [[answers[name][i] for name in names] for i in range(len(prompts))])
-            per_model = [[float(h[k].mean()) for h in heads] for k in range(len(names))]
+        sign, body = split_sign(spec)
+        if Path(body).is_dir():  # checked at the loop's start: a cost model, or neg: + a reward model
+            heads = _reward_heads(body, records, [[answers[name][i] for name in names] for i in range(len(prompts))])
+            per_model = [[sign * float(h[k].mean()) for h in heads] for k in range(len(names))]
         else:
-            source: FunctionSource = resolve_source(spec)  # a directory was handled above
+            source: FunctionSource = resolve_source(spec, role="cost")  # a directory was handled above
             per_model = [source(RewardInputs(prompts=list(prompts), responses=list(answers[name]))) for name in names]
         for name, values in zip(names, per_model, strict=True):
             totals[name] = [t + float(weight) * v for t, v in zip(totals[name], values, strict=True)]

@@ -482,7 +482,7 @@ def _train_reward_model(ctx: LoopContext) -> None:
 def _train_cost_model(ctx: LoopContext) -> None:
     """The cost model: a reward model of the harmlessness judgments so far, each preference inverted (higher = more
     harmful; `alinea.loop.constrained`). Round 1 starts from the SFT model, later rounds continue the previous one."""
-    from alinea.loop.constrained import COST_MODEL, invert_preferences, usable_pairs
+    from alinea.loop.constrained import COST_MODEL, cost_model_records, usable_pairs
     from alinea.train import reward
 
     lcfg = ctx.lcfg
@@ -495,19 +495,20 @@ def _train_cost_model(ctx: LoopContext) -> None:
         return  # no new harmlessness judgments: keep the previous cost model
     rows = [json.loads(line) for f in _all_judgments(ctx, HARMLESSNESS_FILE)
             for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
-    inverted, _ = invert_preferences(rows)
-    if usable_pairs(inverted) < 4:
-        message = (f"round {ctx.state.round}: {usable_pairs(inverted)} usable harmlessness judgments so far; the cost "
+    judged, _ = cost_model_records(rows)
+    if usable_pairs(judged) < 4:
+        message = (f"round {ctx.state.round}: {usable_pairs(judged)} usable harmlessness judgments so far; the cost "
                    "model needs at least 4")
         if COST_MODEL in [c.strip() for c in lcfg.costs] and not ctx.state.cost_model:
             raise PhaseFailed(f"reward: {message}, and loop.costs names {COST_MODEL}. Resume when more are judged.")
         ctx.warn(message + ("; it keeps its previous weights." if ctx.state.cost_model else "; none is trained yet."))
         return
     data = ctx.round_dir() / "cost_records.jsonl"
-    write_jsonl(data, inverted)
+    write_jsonl(data, judged)
     cfg = copy.deepcopy(ctx.cfg)
     rcfg = cfg.reward
     rcfg.data = [str(data)]
+    rcfg.invert = True  # trained on the judgments inverted, and marked kind = "cost" (docs/reward.md)
     rcfg.model = ctx.state.cost_model or lcfg.policy
     rcfg.max_steps = lcfg.rm_update_steps if ctx.state.cost_model else lcfg.rm_steps
     rcfg.ensemble = 1  # no active selection reads it: one head

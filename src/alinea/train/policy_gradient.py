@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +58,7 @@ from alinea.model.causal_lm import load_model, load_model_and_tokenizer
 from alinea.model.fast import fuse_activations
 from alinea.progress import progress_bar
 from alinea.train.loop import Interrupted, example_indices, resolve_precision
-from alinea.train.rewards import ConstrainedMix, RewardInputs, RewardMix
+from alinea.train.rewards import NEGATE, ConstrainedMix, RewardInputs, RewardMix
 from alinea.train.rollout import (
     PromptSet,
     Rollout,
@@ -124,6 +125,50 @@ def check_config(algorithm: str, rcfg: RLConfig, world: int = 1) -> None:
         raise UserError(
             f"{section}.reward_weights: {len(rcfg.reward_weights)} weights for {len(rcfg.rewards)} reward sources."
         )
+    _check_numbers(f"{section}.reward_weights", rcfg.reward_weights)
+    check_constraint(section, rcfg)
+
+
+def _check_numbers(field: str, values: list) -> None:
+    for i, value in enumerate(values):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise UserError(f"{field}[{i}]: expected a finite number, found {value!r}.")
+
+
+def check_constraint(section: str, rcfg: RLConfig) -> None:
+    """The cost and Lagrange settings of a constrained run (`costs` given), before anything is loaded; a `UserError`
+    names the field. Without costs, stray cost_weights are refused and the rest is not read."""
+    if not rcfg.costs:
+        if rcfg.cost_weights:
+            raise UserError(f"{section}.cost_weights: given without {section}.costs; add the cost sources or drop the weights.")
+        return
+    for i, spec in enumerate(rcfg.costs):
+        if not isinstance(spec, str) or not spec.strip() or spec.strip() == NEGATE.strip():
+            raise UserError(
+                f"{section}.costs[{i}]: expected a cost source (a cost model directory, neg:DIR, a detector such as "
+                f"toxicity or harm, or module:function), found {spec!r}."
+            )
+    if rcfg.cost_weights and len(rcfg.cost_weights) != len(rcfg.costs):
+        raise UserError(f"{section}.cost_weights: {len(rcfg.cost_weights)} weights for {len(rcfg.costs)} cost sources.")
+    _check_numbers(f"{section}.cost_weights", rcfg.cost_weights)
+    if not math.isfinite(rcfg.cost_limit):
+        raise UserError(f"{section}.cost_limit: expected a finite number, found {rcfg.cost_limit!r}.")
+    check_lagrange(section, rcfg)
+
+
+def check_lagrange(section: str, rcfg: RLConfig) -> None:
+    """The Lagrange multiplier's settings (`alinea.advantages.LagrangeMultiplier`); a `UserError` names the field."""
+    if not (math.isfinite(rcfg.lagrange_max) and rcfg.lagrange_max > 0):
+        raise UserError(f"{section}.lagrange_max: expected a finite number > 0, found {rcfg.lagrange_max}.")
+    if not 0 <= rcfg.lagrange_init <= rcfg.lagrange_max:
+        raise UserError(
+            f"{section}.lagrange_init: expected a number from 0 to lagrange_max ({rcfg.lagrange_max}), found "
+            f"{rcfg.lagrange_init}."
+        )
+    if not (math.isfinite(rcfg.lagrange_lr) and rcfg.lagrange_lr > 0):
+        raise UserError(f"{section}.lagrange_lr: expected a finite number > 0, found {rcfg.lagrange_lr}.")
+    if rcfg.lagrange_patience < 1:
+        raise UserError(f"{section}.lagrange_patience: expected 1 or more steps, found {rcfg.lagrange_patience}.")
 
 
 class PolicyGradientTrainer:
@@ -562,17 +607,38 @@ def run(
     resume: str | Path | None = None,
     out: str | Path | None = None,
     on_step: Callable[[int, dict], None] | None = None,
+    continue_stopped: bool = False,
 ) -> RLResult:
-    """Train `cfg.<algorithm>.policy` with PPO, RLOO or GRPO; with `resume`, continue that run directory."""
+    """Train `cfg.<algorithm>.policy` with PPO, RLOO or GRPO; with `resume`, continue that run directory.
+
+    A run that stopped because its cost constraint was judged unreachable (`lagrange_patience` steps with the
+    multiplier at its cap) is not trained on when resumed: the stop is reported and its result returned, unless
+    `continue_stopped` (`--continue-stopped`), which restarts the count of capped steps and trains on."""
     if resume:
         cfg = RunDir.open(resume, stage=algorithm).config()
     trainer = PolicyGradientTrainer(algorithm, cfg)
     if trainer.ptx is not None:
         trainer._ptx_generator = torch.Generator().manual_seed(trainer.rcfg.seed)
-    return train(trainer, resume=resume, out=out, on_step=on_step)
+    return train(trainer, resume=resume, out=out, on_step=on_step, continue_stopped=continue_stopped)
 
 
-def train(trainer: PolicyGradientTrainer, *, resume=None, out=None, on_step=None) -> RLResult:
+def stopped_by_constraint(trainer: PolicyGradientTrainer) -> bool:
+    """True when the trainer's state is that of a run stopped at the multiplier's cap (`lagrange_patience`)."""
+    constraint = trainer.rewards if isinstance(trainer.rewards, ConstrainedMix) else None
+    return constraint is not None and constraint.saturated_steps >= trainer.rcfg.lagrange_patience
+
+
+def _stop_warning(run_dir: RunDir) -> str:
+    """The warning written when the run stopped (warnings.json), or '' when there is none."""
+    try:
+        warnings = json.loads((run_dir.path / "warnings.json").read_text(encoding="utf-8")).get("warnings") or []
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return str(warnings[-1]) if warnings else ""
+
+
+def train(trainer: PolicyGradientTrainer, *, resume=None, out=None, on_step=None,
+          continue_stopped: bool = False) -> RLResult:
     from alinea.train.loop import _broadcast_run
 
     algorithm, cfg, rcfg, acc = trainer.algorithm, trainer.cfg, trainer.rcfg, trainer.acc
@@ -597,6 +663,30 @@ def train(trainer: PolicyGradientTrainer, *, resume=None, out=None, on_step=None
         if start >= rcfg.max_steps and run_dir.final_dir.is_dir():
             acc.print(f"{run_dir.path}: already finished ({start} steps).")
             return RLResult(run_dir.path, run_dir.final_dir, start, run_dir.read_metrics("train"))
+        if stopped_by_constraint(trainer):
+            why = _stop_warning(run_dir) or (
+                f"the cost constraint was not met for {trainer.rewards.saturated_steps} steps with the Lagrange "
+                f"multiplier at its cap ({rcfg.lagrange_max})")
+            if not continue_stopped:
+                # The same settings would meet the same wall: report the stop instead of silently training on.
+                acc.print(
+                    f"{run_dir.path}: this run stopped early at step {start} of {rcfg.max_steps} ({why}); nothing "
+                    f"more was trained. Its policy is {run_dir.final_dir}. To train on anyway, resume with "
+                    f"`alinea {algorithm} --resume {run_dir.path} --continue-stopped`."
+                )
+                if not run_dir.final_dir.is_dir():  # stopped, then interrupted before final/ was written
+                    acc.wait_for_everyone()
+                    if acc.is_main_process:
+                        trainer.save_policy(run_dir.final_dir)
+                        trainer.save_critic(run_dir.path / "critic")
+                    acc.wait_for_everyone()
+                return RLResult(run_dir.path, run_dir.final_dir, start, run_dir.read_metrics("train"))
+            acc.print(
+                f"{run_dir.path}: this run stopped early at step {start} ({why}); continuing to step "
+                f"{rcfg.max_steps} as asked (--continue-stopped), with the multiplier at "
+                f"{trainer.rewards.multiplier.value:g} and the count of capped steps restarted."
+            )
+            trainer.rewards.saturated_steps = 0
     logger = MetricsLogger(run_dir, enabled=acc.is_main_process)
 
     def write_checkpoint(step: int) -> None:

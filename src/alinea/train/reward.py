@@ -16,6 +16,10 @@ With `annotator_reliability`, each annotator's decided comparisons, rankings and
 multiplied by exp(t_a - mean(t)): annotators whose judgments the rewards cannot explain (random or adversarial ones)
 get a small factor and count less. Ties are scored on unscaled rewards.
 
+With `invert = true` the run trains a **cost model** (higher = more harmful) from harmlessness judgments: every
+judgment is read upside down (`encode_records`), and config.json's `alinea_reward` says `kind: "cost"` (meta.json:
+`alinea_kind`), so the RL costs and `alinea eval safety --cost` can tell it from a reward model (docs/reward.md).
+
 Bad input is counted and reported in meta.json (`skipped`): identical responses, ties under "skip", prompts cut from
 the left to fit `max_len` (the response is kept), responses cut from the right when they alone exceed it.
 """
@@ -110,7 +114,11 @@ class Encoder:
 
 
 def encode_records(records, tokenizer, cfg: RewardConfig, annotators: dict[str, int]):
-    """(examples, counts): every usable record as a `RewardExample`; `counts` says what was skipped or cut."""
+    """(examples, counts): every usable record as a `RewardExample`; `counts` says what was skipped or cut.
+
+    With `cfg.invert` (a cost model) every judgment is read upside down: a comparison's a <-> b (ties stay), a
+    ranking's ranks reversed (best <-> worst, ties kept), a rating mirrored on its scale, a thumb flipped."""
+    invert = cfg.invert
     encoder = Encoder(tokenizer, cfg.max_len)
     examples: list[RewardExample] = []
     counts: Counter[str] = Counter()
@@ -123,6 +131,8 @@ def encode_records(records, tokenizer, cfg: RewardConfig, annotators: dict[str, 
                 counts["comparison with identical responses"] += 1
                 continue
             outcome = {"a": 0, "b": 1, "tie": 2}[record.preference]
+            if invert:
+                outcome = (1, 0, 2)[outcome]
             if outcome == 2 and cfg.tie_model == "skip":
                 counts["tie (tie_model = skip)"] += 1
                 continue
@@ -133,18 +143,24 @@ def encode_records(records, tokenizer, cfg: RewardConfig, annotators: dict[str, 
                 counts["ranking with every response tied"] += 1
                 continue
             sequences = [encoder.sequence(prompt, text) for text in record.responses]
-            examples.append(RewardExample("ranking", sequences, annotator, ranks=list(record.ranks)))
+            ranks = list(record.ranks)
+            if invert:
+                ranks = [max(ranks) + min(ranks) - rank for rank in ranks]
+            examples.append(RewardExample("ranking", sequences, annotator, ranks=ranks))
         elif isinstance(record, Rating):
             low, high = record.scale
             mean = sum(record.ratings.values()) / len(record.ratings)
             target = RATING_RANGE * (2.0 * (mean - low) / (high - low) - 1.0)
             level = int(round(mean - low))
-            levels_seen = max(levels_seen, int(round(high - low)) + 1)
+            levels = int(round(high - low)) + 1
+            levels_seen = max(levels_seen, levels)
+            if invert:
+                target, level = -target, levels - 1 - level
             examples.append(
                 RewardExample("rating", [encoder.sequence(prompt, record.response)], annotator, target=target, level=level)
             )
         elif isinstance(record, Thumb):
-            up = 1.0 if record.thumb == "up" else 0.0
+            up = 1.0 if (record.thumb == "up") != invert else 0.0
             examples.append(RewardExample("thumb", [encoder.sequence(prompt, record.response)], annotator, target=up))
         else:
             counts[f"{record.record_type} record (not feedback)"] += 1
@@ -494,7 +510,8 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None, out: str | Path 
         report = dict(latest)
         reference = _reference_sequences(rcfg, tokenizer, train_examples)
         norm = fit_normalisation(_score_sequences(model, reference, pad_id, rcfg.batch_size))
-        set_normalisation(model, norm, reference=rcfg.reference or "training responses", ensemble=rcfg.ensemble)
+        set_normalisation(model, norm, reference=rcfg.reference or "training responses", ensemble=rcfg.ensemble,
+                          kind=model_kind_of(rcfg))
         reliabilities = {}
         if rcfg.annotator_reliability and names:
             centred = loss_module.log_reliability.detach() - loss_module.log_reliability.detach().mean()
@@ -525,8 +542,15 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None, out: str | Path 
         extra_meta={
             "train_examples": len(train_examples), "eval_examples": n_eval,
             "kinds": dict(Counter(e.kind for e in examples)), "skipped": dict(skipped), "annotators": names,
+            "alinea_kind": model_kind_of(rcfg),
         },
     )
+
+
+def model_kind_of(cfg: RewardConfig) -> str:
+    """What the trained model scores: "cost" (higher = more harmful, `reward.invert`) or "reward" (higher = better).
+    Stored as `kind` in config.json's `alinea_reward` and as `alinea_kind` in meta.json (`train.rewards.model_kind`)."""
+    return "cost" if cfg.invert else "reward"
 
 
 def _check_options(cfg: RewardConfig) -> None:
