@@ -203,27 +203,62 @@ def data_text(
 ) -> None:
     """Turn data sets into a raw-text pretraining corpus: one document per conversation, .txt files as they are.
 
+    A .txt file of sentiment trees, one a line (the Stanford Sentiment Treebank), gives one plain sentence per tree.
+
     \b
     Examples:
       alinea data text ../shared/data/tinyshakespeare/input.txt ../shared/data/alpaca/alpaca_data_5000_subset.json -o corpus.txt
+      alinea data text ../shared/data/sst/train.txt -o sst.txt
       alinea data text hh.jsonl.gz --skip-invalid -o hh.txt
     """
-    from alinea.data.corpus import records_to_documents, write_documents
-    from alinea.data.importers import import_file
+    from alinea.data.corpus import source_documents, write_documents
 
     documents: list[str] = []
     for source in sources:
-        if source.suffix == ".txt":
-            from alinea.data.corpus import read_documents
-
-            documents.extend(read_documents(source))
-            continue
-        records, skipped = import_file(source, "auto", skip_invalid=skip_invalid)
-        documents.extend(records_to_documents(records))
+        found, skipped = source_documents(source, skip_invalid=skip_invalid)
+        documents.extend(found)
+        console.print(f"{source}: {len(found)} documents")
         if skipped:
-            err_console.print(f"[yellow]{source}: {len(skipped)} rows skipped[/yellow]")
+            err_console.print(f"[yellow]{source}: {skipped} rows skipped[/yellow]")
     n = write_documents(out, documents)
     console.print(f"{n} documents -> {out}")
+
+
+@data_app.command("split")
+def data_split(
+    source: Annotated[Path, typer.Argument(help="alinea records (JSONL) to split.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write train.jsonl, heldout.jsonl and split.json to.")],
+    holdout: Annotated[float, typer.Option("--holdout", help="Share of groups (items or prompts) held out, in (0, 1).")] = 0.15,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the split: the same seed and data give the same split.")] = 0,
+    by: Annotated[
+        str, typer.Option("--by", help="item: records of the same prompt and answers stay together; prompt: all records of a prompt.")
+    ] = "item",
+) -> None:
+    """Seeded train / held-out split of a record file; related records never straddle the two sides.
+
+    \b
+    Examples:
+      alinea data split hh.jsonl --holdout 0.15 --seed 0 -o runs/hh/split
+      alinea data split runs/demo-data/feedback.jsonl --by prompt -o split
+    """
+    from alinea.data.jsonl import read_records, write_jsonl, write_records
+    from alinea.data.split import split_records
+
+    records = read_records(source)
+    split = split_records(records, holdout=holdout, seed=seed, by=by)
+    write_records(out / "train.jsonl", split.train)
+    write_records(out / "heldout.jsonl", split.heldout)
+    summary = {
+        "source": str(source), "holdout": holdout, "seed": seed, "by": by, "records": len(records),
+        "groups": split.n_groups, "train_records": len(split.train), "heldout_records": len(split.heldout),
+        "heldout_groups": split.n_heldout_groups,
+    }
+    write_jsonl(out / "split.json", [summary])
+    console.print(
+        f"{source}: {len(records)} records in {split.n_groups} {by} groups -> {out / 'train.jsonl'}: "
+        f"{len(split.train)} records; {out / 'heldout.jsonl'}: {len(split.heldout)} records "
+        f"({split.n_heldout_groups} groups)"
+    )
 
 
 @data_app.command("demo")
@@ -243,6 +278,8 @@ def data_demo(
     paths = write_demo_data(
         Path(cfg.out_dir), n_documents=cfg.n_documents, n_prompts=cfg.n_prompts,
         n_demonstrations=cfg.n_demonstrations, seed=cfg.seed, n_refusals=cfg.n_refusals,
+        foreign_share=cfg.foreign_share, n_foreign_documents=cfg.n_foreign_documents,
+        n_harmful_prompts=cfg.n_harmful_prompts,
     )
     from alinea.data.synthetic_feedback import write_feedback_data
 

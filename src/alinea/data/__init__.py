@@ -5,6 +5,8 @@
 - `importers`: HH-RLHF, Alpaca and TRL files to records; `detect_format`.
 - `exporters`: records to TRL's dataset formats.
 - `stats`: `dataset_stats`, counts and lengths.
+- `split`: `split_records`, seeded train / held-out splits that keep related records on one side.
+- `corpus`, `treebank`: raw-text pretraining corpora (from text, record files and SST sentiment trees).
 
 docs/data.md is the reference for every field and format.
 """
@@ -34,6 +36,7 @@ from alinea.data.records import (
     Thumb,
     parse_record,
 )
+from alinea.data.split import Split, split_records
 from alinea.data.stats import dataset_stats
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "Record",
     "RecordError",
     "SkippedRow",
+    "Split",
     "Thumb",
     "TrlExport",
     "ValidationReport",
@@ -62,6 +66,7 @@ __all__ = [
     "import_trl",
     "parse_record",
     "read_records",
+    "split_records",
     "validate_file",
     "write_jsonl",
     "write_records",

@@ -83,3 +83,22 @@ def write_documents(path: str | Path, documents: list[str]) -> int:
 
     write_text(path, ["\n\n".join(documents) + "\n"])
     return len(documents)
+
+
+def source_documents(path: str | Path, *, skip_invalid: bool = False) -> tuple[list[str], int]:
+    """(documents, rows skipped) of one source of a pretraining corpus, by what the file holds:
+
+    - a `.txt` file of sentiment trees, one a line (SST; see `alinea.data.treebank`): one document per sentence;
+    - any other `.txt` file: its blank-line separated blocks, as `read_documents` reads them;
+    - a record file in any format `alinea data import` reads: one document per conversation (`records_to_documents`).
+    """
+    from alinea.data.importers import import_file
+    from alinea.data.treebank import looks_like_treebank, treebank_sentences
+
+    path = Path(path)
+    if path.suffix == ".txt":
+        if path.is_file() and looks_like_treebank(path):
+            return treebank_sentences(path), 0
+        return read_documents(path), 0
+    records, skipped = import_file(path, "auto", skip_invalid=skip_invalid)
+    return records_to_documents(records), len(skipped)
