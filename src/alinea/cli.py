@@ -514,8 +514,11 @@ def reward_eval(
         reliability_diagram,
     )
 
+    from alinea.train.rewards import model_kind
+
     model, tokenizer = load_reward_model(model_dir)
-    cfg = RewardConfig(max_len=max_len, batch_size=batch_size)
+    # A cost model (trained with reward.invert) is evaluated on the data read the same way it was trained.
+    cfg = RewardConfig(max_len=max_len, batch_size=batch_size, invert=model_kind(model_dir) == "cost")
     records = [r for path in data for r in read_records(path)]
     examples, counts, levels = encode_records(records, tokenizer, cfg, {})
     if not examples:

@@ -526,6 +526,19 @@ def test_cli_trains_evaluates_and_scores(tmp_path, pretrained_dir, run_cli):
     code, out, err = run_cli("reward", "eval", pretrained_dir, "--data", held_out)
     assert code == 2 and "not an alinea reward model" in " ".join(err.split())
 
+    # The same weights marked as a cost model are evaluated on the judgments read upside down, as it would be trained.
+    import shutil
+
+    cost_dir = tmp_path / "cost"
+    shutil.copytree(tmp_path / "rm" / "final", cost_dir)
+    config = json.loads((cost_dir / "config.json").read_text())
+    config["alinea_reward"]["kind"] = "cost"
+    (cost_dir / "config.json").write_text(json.dumps(config))
+    code, out, err = run_cli("reward", "eval", cost_dir, "--data", held_out, "--json")
+    assert code == 0, (out, err)
+    as_cost = json.loads(out.strip().splitlines()[-1])
+    assert as_cost["n"] == 10 and as_cost["accuracy"] == pytest.approx(1 - summary["accuracy"])
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # The benchmark's step
