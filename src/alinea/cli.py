@@ -513,7 +513,6 @@ def reward_eval(
         evaluate_examples,
         reliability_diagram,
     )
-
     from alinea.train.rewards import model_kind
 
     model, tokenizer = load_reward_model(model_dir)
