@@ -250,6 +250,15 @@ def _latest(rounds: list[dict], *keys: str) -> tuple[Any, int | None]:
     return None, None
 
 
+def _latest_mapping(rounds: list[dict], key: str) -> tuple[Mapping, int | None]:
+    """The last round's non-empty mapping under `key`, and that round's number ({} and None when no round has one)."""
+    for row in reversed(rounds):
+        figures = _mapping(row.get(key))
+        if figures:
+            return figures, row["round"]
+    return {}, None
+
+
 def over_optimisation(rounds: list[dict]) -> OverOptimisation:
     """Gather the points of every round (its `over_optimisation` list, else its final policy) and fit Gao et al. 2022."""
     algorithm, _ = _latest(rounds, "rl_algorithm")
@@ -362,34 +371,30 @@ def build_summary(loop: LoopDir) -> dict[str, Any]:
                 phase_totals[str(phase)] = phase_totals.get(str(phase), 0.0) + _number(seconds)
     algorithm, _ = _latest(rounds, "rl_algorithm")
     constrained = None
-    for row in reversed(rounds):
-        figures = _mapping(row.get("constrained"))
-        if figures:
-            measured["constrained"] = row["round"]
-            constrained = {
-                "sources": [str(s) for s in figures.get("sources") or []],
-                "cost_limit": _number(figures.get("cost_limit")),
-                "cost_mean_final": _number(figures.get("cost_mean_final")),
-                "lagrange_multiplier_final": _number(figures.get("lagrange_multiplier_final")),
-                "satisfied_share": _number(figures.get("satisfied_share")),
-                "stopped_early": figures.get("stopped_early") if isinstance(figures.get("stopped_early"), bool) else None,
-                "eval_cost_sft": _number(_nested(figures, "eval_cost", "sft")),
-                "eval_cost_policy": _number(_nested(figures, "eval_cost", "policy")),
-            }
-            break
+    figures, measured_round = _latest_mapping(rounds, "constrained")
+    if figures:
+        measured["constrained"] = measured_round
+        constrained = {
+            "sources": [str(s) for s in figures.get("sources") or []],
+            "cost_limit": _number(figures.get("cost_limit")),
+            "cost_mean_final": _number(figures.get("cost_mean_final")),
+            "lagrange_multiplier_final": _number(figures.get("lagrange_multiplier_final")),
+            "satisfied_share": _number(figures.get("satisfied_share")),
+            "stopped_early": figures.get("stopped_early") if isinstance(figures.get("stopped_early"), bool) else None,
+            "eval_cost_sft": _number(_nested(figures, "eval_cost", "sft")),
+            "eval_cost_policy": _number(_nested(figures, "eval_cost", "policy")),
+        }
     harmlessness = None
-    for row in reversed(rounds):
-        figures = _mapping(row.get("harmlessness"))
-        if figures:
-            measured["harmlessness"] = row["round"]
-            harmlessness = {
-                "judgments_total": sum(_number(_nested(r, "harmlessness", "judgments")) or 0 for r in rounds),
-                "cost_model_accuracy": _number(figures.get("cost_model_accuracy")),
-                "krippendorff_alpha": _number(figures.get("krippendorff_alpha")),
-                "harmless_score_sft": _number(_nested(figures, "harmless_score", "sft")),
-                "harmless_score_final": _number(_nested(figures, "harmless_score", "policy")),
-            }
-            break
+    figures, measured_round = _latest_mapping(rounds, "harmlessness")
+    if figures:
+        measured["harmlessness"] = measured_round
+        harmlessness = {
+            "judgments_total": sum(_number(_nested(r, "harmlessness", "judgments")) or 0 for r in rounds),
+            "cost_model_accuracy": _number(figures.get("cost_model_accuracy")),
+            "krippendorff_alpha": _number(figures.get("krippendorff_alpha")),
+            "harmless_score_sft": _number(_nested(figures, "harmless_score", "sft")),
+            "harmless_score_final": _number(_nested(figures, "harmless_score", "policy")),
+        }
     safety_by_language = None
     if isinstance(safety, Mapping):
         safety_by_language = {
