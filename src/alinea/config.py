@@ -282,6 +282,7 @@ class LoopConfig:
     rm_ensemble: int = _f(3, "Reward heads (bootstrap ensemble) whose disagreement drives active selection.")
     rl_algorithm: str = _f("rloo", "RL of each round: rloo, grpo, ppo or dpo (uses the [rloo]/[grpo]/[ppo]/[dpo] settings).")
     rl_steps: int = _f(30, "RL steps per round.")
+    rl_language_balance: bool = _f(False, "RL samples every prompt language equally often (the rarer languages' prompts repeated), so that a language with few prompts still gets its share of the language-consistency signal.")
     rm_weight: float = _f(1.0, "Weight of the learned reward model in the RL reward mix.")
     automated_rewards: list = _f(["language_consistency"], "Automated reward signals mixed into RL (judge names or module:function).")
     automated_weights: list = _f([1.0], "Weights of the automated signals.")

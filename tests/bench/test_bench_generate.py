@@ -80,8 +80,28 @@ def test_cli_prints_the_json_keys(run_cli, monkeypatch):
     result = json.loads(out)
     assert {"ours", "baseline", "unit", "ratio", "peak_rss_mb"} <= result.keys()
     assert result["workload"]["repeats"] == 1 and result["workload"]["threads"] == 1
+    assert result["workload"]["precision"] == "float32"
+
+
+def test_bfloat16_runs_both_sides_in_bf16(monkeypatch):
+    seen = []
+    real = bench.sampler_for
+
+    def spy(side, workload, model):
+        seen.append((side, next(model.parameters()).dtype))
+        return real(side, workload, model)
+
+    monkeypatch.setattr(bench, "sampler_for", spy)
+    for side in ("ours", "baseline"):
+        result = run_side(side, replace(TINY, dtype="bfloat16"))
+        assert result["tokens_per_s"] > 0
+    assert seen == [("ours", torch.bfloat16), ("baseline", torch.bfloat16)]
+    with pytest.raises(ValueError, match="float16"):
+        bench_generate(replace(TINY, dtype="float16"))
 
 
 def test_cli_rejects_a_bad_device(run_cli):
     code, _, err = run_cli("bench", "generate", "--device", "tpu")
     assert code == 2 and "--device" in err
+    code, _, err = run_cli("bench", "generate", "--dtype", "int8")
+    assert code == 2 and "--dtype" in err

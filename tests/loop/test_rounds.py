@@ -104,3 +104,23 @@ def test_one_round_over_http_moves_the_policy(rl_policy_dir, demo_data, tmp_path
     assert all(key in summary for key in HEADLINE)
     html = (out / "report.html").read_text()
     assert html.count("<img") >= 5
+
+
+def test_balance_languages_repeats_the_rarer_languages_up_to_the_largest():
+    from alinea.data.records import Prompt
+    from alinea.loop.rounds import balance_languages
+
+    records = ([Prompt(id=f"en{i}", prompt="Hello there", language="en") for i in range(7)]
+               + [Prompt(id=f"fr{i}", prompt="Bonjour à toi", language="fr") for i in range(3)]
+               + [Prompt(id="mg0", prompt="Manao ahoana", language="mg")])
+    out = balance_languages(records, seed=1)
+    counts = {lang: sum(r.language == lang for r in out) for lang in ("en", "fr", "mg")}
+    assert counts == {"en": 7, "fr": 7, "mg": 7}
+    assert len({r.id for r in out}) == len(out)  # repeats get fresh ids
+    assert [r.id for r in out if r.language == "en"] == [f"en{i}" for i in range(7)]  # the largest group untouched
+    fr = [r.id.split("~")[0] for r in out if r.language == "fr"]
+    assert sorted(fr.count(f"fr{i}") for i in range(3)) == [2, 2, 3]  # 7 = 2 full copies + 1 sampled
+    assert [r.id for r in out if r.language == "mg"] == ["mg0"] + [f"mg0~{k}" for k in range(2, 8)]
+    assert balance_languages(records, seed=1) == out  # seeded
+    single = records[:7]
+    assert balance_languages(single, seed=1) == single  # one language: nothing to balance

@@ -3,7 +3,7 @@
 Workload (`Workload`): a randomly initialised GPT-2 language model (4 layers, width 256, 4 heads, vocabulary 8192,
 256 positions, dropout 0), 32 prompts of 64 random token ids (no padding), 64 new tokens per prompt sampled at
 temperature 0.7 with top-p 1.0 (the on-policy setting of RL rollouts), fp32 on the CPU with 2 threads, the same seed,
-weights and prompts for both sides.
+weights and prompts for both sides. `dtype="bfloat16"` casts the model of both sides to bf16.
 
 - "ours" is `alinea.model.generation.generate_ids(..., min_new_tokens=64, max_new_tokens=64, stop_ids=[eos])`.
 - "baseline" is transformers' `model.generate(do_sample=True, temperature=0.7, top_p=1.0, top_k=0,
@@ -31,6 +31,9 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from alinea.bench.reward import PAD_ID, _peak_rss_mb
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+"""The precisions both sides can be measured in."""
 
 RESULT_PREFIX = "alinea-bench-generate-result: "
 """Marks the child's result line on stdout."""
@@ -72,7 +75,15 @@ class Workload:
     seed: int = 0
     """Seed of the model initialisation, the prompts and the sampling."""
     device: str = "cpu"
-    """"cpu", or "cuda" to measure on a GPU (same model and prompts; fp32)."""
+    """"cpu", or "cuda" to measure on a GPU (same model and prompts)."""
+    dtype: str = "float32"
+    """Weights and activations of both sides: "float32", or "bfloat16" (the model cast with `.to(torch.bfloat16)` on
+    both sides, as a transformers user loads it with `torch_dtype=torch.bfloat16`)."""
+
+    def torch_dtype(self) -> torch.dtype:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"workload dtype {self.dtype!r}: expected one of {', '.join(DTYPES)}")
+        return DTYPES[self.dtype]
 
     @property
     def tokens_per_call(self) -> int:
@@ -147,7 +158,7 @@ def sampler_for(side: str, workload: Workload, model):
 def run_side(side: str, workload: Workload) -> dict:
     """Time the side's sampler; return its rate, timed span and peak RSS. Raises when it did not sample the work."""
     device = torch.device(workload.device)
-    model = build_lm(workload).to(device)
+    model = build_lm(workload).to(device=device, dtype=workload.torch_dtype())
     sample = sampler_for(side, workload, model)
     rss_setup = _peak_rss_mb()
 
@@ -200,6 +211,7 @@ def bench_generate(workload: Workload | None = None, *, rounds: int = 1) -> dict
     import transformers
 
     workload = workload or Workload()
+    workload.torch_dtype()  # an unknown precision fails here, before any child starts
     runs: dict[str, list[dict]] = {"ours": [], "baseline": []}
     for r in range(rounds):
         order = ("ours", "baseline") if r % 2 == 0 else ("baseline", "ours")
@@ -221,7 +233,7 @@ def bench_generate(workload: Workload | None = None, *, rounds: int = 1) -> dict
             "sampling": f"{workload.batch} prompts x {workload.prompt_len} tokens, exactly {workload.new_tokens} new "
                         f"tokens each on both sides (end-of-sequence blocked until then), temperature "
                         f"{workload.temperature}, top_p {workload.top_p}",
-            "precision": "fp32",
+            "precision": workload.dtype,
             "rounds": rounds,
             "baseline_library": f"transformers {transformers.__version__} generate (dynamic cache, top_k=0)",
             "torch": torch.__version__,

@@ -95,6 +95,7 @@ def serve_cmd(
     temperature: Annotated[float, typer.Option("--temperature", help="Chat: sampling temperature.")] = 0.8,
     cookie_secure: Annotated[bool, typer.Option("--cookie-secure", help="Mark cookies Secure (behind HTTPS).")] = False,
     sqlite_synchronous: Annotated[str, typer.Option("--sqlite-synchronous", help="NORMAL (survives a crash of the server) or FULL (also of the machine; slower).")] = "NORMAL",
+    access_log: Annotated[bool, typer.Option("--access-log", help="Print one line per request (off by default: under load it costs throughput).")] = False,
 ) -> None:
     """Run the human-feedback web app: pages at http://HOST:PORT/, the JSON API under /api/v1.
 
@@ -122,13 +123,15 @@ def serve_cmd(
     database.dispose()
     if workers < 1:
         raise UserError(f"--workers: at least 1, found {workers}")
+    log_level = "info" if access_log else "warning"  # uvicorn writes request lines at info level
     typer.echo(f"alinea feedback app on http://{host}:{port}/ (database {settings.db_url}, {workers} worker(s))")
     if workers == 1:
         sampler = None
         if chat_model is not None:
             sampler = chat_sampler_from_checkpoint(chat_model, max_new_tokens=max_new_tokens,
                                                    temperature=temperature, top_p=0.95)
-        uvicorn.run(create_app(settings, chat_sampler=sampler), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings, chat_sampler=sampler), host=host, port=port, log_level=log_level,
+                    access_log=access_log)
         return
     if chat_model is not None:
         raise UserError("--chat-model runs in a single process: use --workers 1 with it.")
@@ -137,7 +140,7 @@ def serve_cmd(
     os.environ[SETTINGS_ENV] = json.dumps(asdict(settings))
     # Each worker process imports the factory and reads the settings from the environment.
     uvicorn.run("alinea.feedback.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning")
+                log_level=log_level, access_log=access_log)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -24,6 +24,9 @@ def bench_generate_cmd(
     rounds: Annotated[int, typer.Option("--rounds", help="Runs per side (alternating order; medians reported).")] = 1,
     threads: Annotated[int, typer.Option("--threads", help="torch threads in each side's process.")] = 2,
     device: Annotated[str, typer.Option("--device", help="cpu, or cuda to measure on a GPU.")] = "cpu",
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="float32, or bfloat16: the model of both sides cast to bf16.")
+    ] = "float32",
 ) -> None:
     """Tokens/s and peak memory of our sampler vs transformers' generate on the same model and prompts.
 
@@ -35,6 +38,7 @@ def bench_generate_cmd(
     Examples:
       alinea bench generate --json
       alinea bench generate --rounds 3 --repeats 5
+      alinea bench generate --json --dtype bfloat16
     """
     from alinea.bench.generate import Workload, bench_generate
     from alinea.errors import UserError
@@ -43,12 +47,14 @@ def bench_generate_cmd(
         raise UserError("--repeats, --rounds and --threads must each be at least 1.")
     if device not in ("cpu", "cuda"):
         raise UserError(f"--device: expected cpu or cuda, got {device!r}.")
+    if dtype not in ("float32", "bfloat16"):
+        raise UserError(f"--dtype: expected float32 or bfloat16, got {dtype!r}.")
     if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA GPU is visible to torch here.")
-    result = bench_generate(Workload(repeats=repeats, threads=threads, device=device), rounds=rounds)
+    result = bench_generate(Workload(repeats=repeats, threads=threads, device=device, dtype=dtype), rounds=rounds)
     if as_json:
         print(json.dumps(result))
     else:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import random
@@ -538,7 +539,7 @@ def phase_rl(ctx: LoopContext) -> None:
     rcfg = getattr(cfg, lcfg.rl_algorithm)
     rcfg.policy = ctx.state.policy
     rcfg.reference = lcfg.policy  # the KL penalty is always to the SFT model
-    rcfg.prompts = str(ctx.train_prompts)
+    rcfg.prompts = str(_rl_prompts(ctx))
     rcfg.max_steps = lcfg.rl_steps
     rcfg.seed = lcfg.seed + ctx.state.round
     # The learned reward, the automated signals, and the gold judge at weight 0: logged per step, never optimised,
@@ -560,6 +561,43 @@ def phase_rl(ctx: LoopContext) -> None:
     if warnings_file.is_file():  # e.g. the multiplier sat at its cap: the constraint was judged unreachable
         for message in json.loads(warnings_file.read_text(encoding="utf-8")).get("warnings") or []:
             ctx.warn(f"round {ctx.state.round}: {message}")
+
+
+def balance_languages(records: list, seed: int | str) -> list:
+    """The records with each language group (`record.language`; None is a group) repeated up to the largest one.
+
+    A smaller group keeps all its records once per full copy, plus a seeded sample without replacement for the rest,
+    so the groups differ in size by nothing. Repeats get ids `ID~2`, `ID~3`, ... (ids stay unique). The order is the
+    input's, each record followed by its repeats.
+    """
+    groups: dict[object, list[int]] = {}
+    for i, record in enumerate(records):
+        groups.setdefault(record.language, []).append(i)
+    if len(groups) < 2:
+        return list(records)
+    target = max(len(members) for members in groups.values())
+    rng = random.Random(f"{seed}-language-balance")
+    copies = [0] * len(records)
+    for members in groups.values():
+        full, rest = divmod(target, len(members))
+        for i in members:
+            copies[i] = full
+        for i in rng.sample(members, rest):
+            copies[i] += 1
+    out = []
+    for record, n in zip(records, copies, strict=True):
+        out.extend([record] + [dataclasses.replace(record, id=f"{record.id}~{k}") for k in range(2, n + 1)])
+    return out
+
+
+def _rl_prompts(ctx: LoopContext) -> Path:
+    """The prompt file of the RL phase: the training prompts, balanced across languages with rl_language_balance."""
+    if not ctx.lcfg.rl_language_balance:
+        return ctx.train_prompts
+    path = ctx.round_dir() / "rl_prompts.jsonl"
+    if not path.is_file():
+        write_records(path, balance_languages(read_records(ctx.train_prompts), f"{ctx.lcfg.seed}-{ctx.state.round}"))
+    return path
 
 
 def phase_evaluate(ctx: LoopContext) -> None:
