@@ -272,15 +272,8 @@ def data_demo(
     Example:
       alinea data demo --set demo_data.out_dir=my-demo --set demo_data.seed=1
     """
-    from alinea.data.synthetic import write_demo_data
-
     cfg = _load(config, overrides).demo_data
-    paths = write_demo_data(
-        Path(cfg.out_dir), n_documents=cfg.n_documents, n_prompts=cfg.n_prompts,
-        n_demonstrations=cfg.n_demonstrations, seed=cfg.seed, n_refusals=cfg.n_refusals,
-        foreign_share=cfg.foreign_share, n_foreign_documents=cfg.n_foreign_documents,
-        n_harmful_prompts=cfg.n_harmful_prompts,
-    )
+    paths = cfg.write()
     from alinea.data.synthetic_feedback import write_feedback_data
 
     paths |= write_feedback_data(Path(cfg.out_dir), seed=cfg.seed)

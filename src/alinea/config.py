@@ -39,9 +39,22 @@ class DemoDataConfig:
     n_demonstrations: int = _f(300, "Demonstrations (prompt + ideal answer) for SFT.")
     n_refusals: int = _f(40, "Refusals of harmful requests added to the demonstrations (never the evaluation red-team prompts).")
     foreign_share: float = _f(0.10, "Share of prompts and demonstrations in French, Spanish and Malagasy (equal parts).")
+    demonstration_foreign_share: float = _f(-1.0, "Share of demonstrations in French, Spanish and Malagasy when it should differ from the prompts' (negative: foreign_share).")
     n_foreign_documents: int = _f(0, "French, Spanish and Malagasy documents mixed into the (English) pretraining corpus.")
     n_harmful_prompts: int = _f(0, "Harmful requests added to the prompts (never the evaluation red-team prompts), for the loop's harmlessness feedback.")
     seed: int = _f(0, "Seed of the generator: the same seed gives byte-identical files.")
+
+    def write(self) -> dict[str, Path]:
+        """Generate the files into `out_dir` (`alinea.data.synthetic.write_demo_data`); return their paths."""
+        from alinea.data.synthetic import write_demo_data
+
+        return write_demo_data(
+            Path(self.out_dir), n_documents=self.n_documents, n_prompts=self.n_prompts,
+            n_demonstrations=self.n_demonstrations, seed=self.seed, n_refusals=self.n_refusals,
+            foreign_share=self.foreign_share, n_foreign_documents=self.n_foreign_documents,
+            n_harmful_prompts=self.n_harmful_prompts,
+            demonstration_foreign_share=None if self.demonstration_foreign_share < 0 else self.demonstration_foreign_share,
+        )
 
 
 @dataclass
@@ -287,6 +300,7 @@ class LoopConfig:
     automated_rewards: list = _f(["language_consistency"], "Automated reward signals mixed into RL (judge names or module:function).")
     automated_weights: list = _f([1.0], "Weights of the automated signals.")
     eval_temperature: float = _f(0.7, "Sampling temperature of the evaluation answers.")
+    eval_top_p: float = _f(1.0, "Nucleus mass of the evaluation answers (1 = plain sampling; set it to how the model is sampled in use, e.g. [generate] top_p).")
     eval_samples: int = _f(1, "Answers sampled per evaluation prompt (each compared with the SFT answer of the same draw).")
     active_curve: bool = _f(True, "Measure reward accuracy vs judgments for active vs random selection (linear heads on frozen features).")
     safety_eval: bool = _f(True, "Evaluate red-team safety and needless refusals before and after each round.")

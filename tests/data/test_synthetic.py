@@ -382,3 +382,19 @@ def test_write_demo_data_at_default_size_is_fast(tmp_path):
     assert len(paths["prompts"].read_text(encoding="utf-8").splitlines()) == 200
     assert len(paths["demonstrations"].read_text(encoding="utf-8").splitlines()) == 300
     assert re.search(r"[éñà]", paths["prompts"].read_text(encoding="utf-8"))
+
+
+def test_demonstrations_can_have_their_own_foreign_share(tmp_path):
+    from alinea.config import DemoDataConfig
+
+    def shares(cfg):
+        paths = cfg.write()
+        read = {k: [json.loads(x) for x in paths[k].read_text(encoding="utf-8").splitlines()] for k in ("prompts", "demonstrations")}
+        return {k: sum((r.get("language") or "en") != "en" for r in rows) / len(rows) for k, rows in read.items()}
+
+    base = dict(n_documents=10, n_prompts=200, n_demonstrations=200, n_refusals=0, foreign_share=0.2)
+    same = shares(DemoDataConfig(out_dir=str(tmp_path / "a"), **base))  # negative default: foreign_share for both
+    apart = shares(DemoDataConfig(out_dir=str(tmp_path / "b"), demonstration_foreign_share=0.6, **base))
+    assert abs(same["prompts"] - 0.2) < 0.08 and abs(same["demonstrations"] - 0.2) < 0.08
+    assert apart["prompts"] == same["prompts"]  # the prompts do not change
+    assert abs(apart["demonstrations"] - 0.6) < 0.08

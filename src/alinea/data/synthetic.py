@@ -212,6 +212,7 @@ def write_demo_data(
     foreign_share: float = FOREIGN_SHARE,
     n_foreign_documents: int = 0,
     n_harmful_prompts: int = 0,
+    demonstration_foreign_share: float | None = None,
 ) -> dict[str, Path]:
     """Write `corpus.txt` (documents separated by a blank line), `prompts.jsonl` and `demonstrations.jsonl` (UTF-8,
     one JSON object a line) into `out_dir`, each atomically; return their paths keyed `corpus`, `prompts`,
@@ -220,7 +221,10 @@ def write_demo_data(
     prompts and demonstrations in French, Spanish and Malagasy; `n_foreign_documents` documents in those languages
     (`generate_foreign_documents`) are mixed into the corpus at seeded positions. `n_harmful_prompts` harmful requests
     (`alinea.data.redteam.generate_harmful_prompts`, never the evaluation red-team prompts) are appended to the prompts,
-    so that the loop's harmlessness feedback and cost constraint have something to work on."""
+    so that the loop's harmlessness feedback and cost constraint have something to work on.
+    `demonstration_foreign_share` sets the demonstrations' share apart from the prompts' (None: `foreign_share`):
+    a tiny model needs more foreign demonstrations than its users' share of foreign prompts to answer in their
+    language."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     documents = generate_corpus(n_documents, seed)
@@ -236,7 +240,9 @@ def write_demo_data(
         held_out = [p["prompt"] for p in generate_redteam_prompts(0)]
         prompt_records += generate_harmful_prompts(n_harmful_prompts, seed + 2, exclude=held_out)
     prompts = _jsonl(prompt_records)
-    demo_records = generate_demonstrations(n_demonstrations, seed, foreign_share=foreign_share)
+    if demonstration_foreign_share is None:
+        demonstration_foreign_share = foreign_share
+    demo_records = generate_demonstrations(n_demonstrations, seed, foreign_share=demonstration_foreign_share)
     if n_refusals:
         from alinea.data.redteam import generate_redteam_prompts, generate_refusal_demonstrations
 

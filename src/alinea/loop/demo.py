@@ -35,7 +35,6 @@ class DemoResult:
 def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult:
     from alinea.data.corpus import read_documents
     from alinea.data.jsonl import read_records
-    from alinea.data.synthetic import write_demo_data
     from alinea.model.tokenizer import save_tokenizer, train_tokenizer
     from alinea.train import pretrain, sft
 
@@ -50,12 +49,7 @@ def run_demo(cfg: AlineaConfig, *, console: Console | None = None) -> DemoResult
 
     start = stage("1. synthetic data")
     dcfg = cfg.demo_data
-    paths = write_demo_data(
-        Path(dcfg.out_dir), n_documents=dcfg.n_documents, n_prompts=dcfg.n_prompts,
-        n_demonstrations=dcfg.n_demonstrations, seed=dcfg.seed, n_refusals=dcfg.n_refusals,
-        foreign_share=dcfg.foreign_share, n_foreign_documents=dcfg.n_foreign_documents,
-        n_harmful_prompts=dcfg.n_harmful_prompts,
-    )
+    paths = dcfg.write()
     console.print(f"corpus, prompts and demonstrations in {dcfg.out_dir}")
     seconds["data"] = time.perf_counter() - start
 

@@ -39,7 +39,7 @@ def _answers(ctx, policy_dir: str, cache: Path) -> list[str]:
     records = _eval_records(ctx)
     n = ctx.lcfg.eval_samples
     samples = _sample(policy_dir, records[::n], n=n, seed=ctx.lcfg.seed + 424242, temperature=ctx.lcfg.eval_temperature,
-                      cfg=ctx.cfg)
+                      top_p=ctx.lcfg.eval_top_p, cfg=ctx.cfg)
     answers = [answer for texts, _ in samples for answer in texts]
     write_jsonl(cache, [{"prompt": _user_text(r), "language": r.language, "answer": a} for r, a in zip(records, answers, strict=True)])
     return answers

@@ -193,6 +193,9 @@ def _check(cfg: AlineaConfig) -> None:
         raise UserError(f"loop.on_short: expected skip or fail, found {lcfg.on_short!r}.")
     if len(lcfg.automated_weights) != len(lcfg.automated_rewards):
         raise UserError("loop.automated_weights: one weight per automated reward.")
+    if not 0.0 < lcfg.eval_top_p <= 1.0 or lcfg.eval_temperature < 0:
+        raise UserError(f"loop.eval_top_p: expected 0 < top_p <= 1 (found {lcfg.eval_top_p}) and loop.eval_temperature "
+                        f">= 0 (found {lcfg.eval_temperature}).")
     from alinea.loop.constrained import check_costs
 
     check_costs(cfg)
@@ -280,7 +283,8 @@ def phase_prompts(ctx: LoopContext) -> None:
     write_text(ctx.round_dir() / "prompts.json", [json.dumps(indices) + "\n"])
 
 
-def _sample(policy_dir: str, prompt_records, *, n: int, seed: int, temperature: float, cfg: AlineaConfig):
+def _sample(policy_dir: str, prompt_records, *, n: int, seed: int, temperature: float, cfg: AlineaConfig,
+            top_p: float = 1.0):
     """n answers per prompt from `policy_dir`: list (per prompt) of (answers, finished)."""
     from alinea.model.causal_lm import load_model_and_tokenizer
     from alinea.train.rollout import encode_prompt_records, sample_episodes
@@ -291,7 +295,7 @@ def _sample(policy_dir: str, prompt_records, *, n: int, seed: int, temperature: 
     episodes = [i for i in range(len(prompt_records)) for _ in range(n)]
     rollout = sample_episodes(
         model, tokenizer, prompts, episodes, max_new_tokens=rcfg.max_new_tokens, temperature=temperature,
-        top_p=1.0, seed=seed, chunk_size=max(n, 32 // n * n),
+        top_p=top_p, seed=seed, chunk_size=max(n, 32 // n * n),
     )
     out = []
     for i in range(len(prompt_records)):
