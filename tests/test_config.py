@@ -27,7 +27,7 @@ def test_tiny_preset_loads_and_differs_from_defaults():
     cfg = load_config(REPO / "configs" / "tiny.toml")
     assert cfg.model.hidden_size == 192
     assert cfg.pretrain.lr == pytest.approx(2e-3)
-    assert cfg.sft.max_steps == 400
+    assert cfg.sft.max_steps == 600
 
 
 @pytest.mark.parametrize(
