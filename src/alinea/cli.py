@@ -6,6 +6,7 @@ code 2, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -509,8 +510,14 @@ def reward_eval(
     from alinea.train.rewards import model_kind
 
     model, tokenizer = load_reward_model(model_dir)
-    # A cost model (trained with reward.invert) is evaluated on the data read the same way it was trained.
-    cfg = RewardConfig(max_len=max_len, batch_size=batch_size, invert=model_kind(model_dir) == "cost")
+    # The loss is scored with the settings the model was trained with (tie model, strength margins, ...), read from
+    # its run's config.toml; a model without one gets the defaults. A cost model (trained with reward.invert) is
+    # evaluated on the data read the same way it was trained.
+    # Annotator reliabilities are learned per training annotator and not saved with the model: held-out judgments are
+    # scored as those of an annotator of reliability 1.
+    trained = trained_reward_config(model_dir)
+    cfg = dataclasses.replace(trained or RewardConfig(), max_len=max_len, batch_size=batch_size,
+                              invert=model_kind(model_dir) == "cost", annotator_reliability=False)
     records = [r for path in data for r in read_records(path)]
     examples, counts, levels = encode_records(records, tokenizer, cfg, {})
     if not examples:
@@ -521,6 +528,7 @@ def reward_eval(
         reliability_diagram(metrics["calibration"], plot)
     summary = {k: metrics[k] for k in ("accuracy", "n", "ece", "loss") if k in metrics}
     summary |= {k: v for k, v in metrics.items() if k not in summary and k != "calibration"}
+    summary["loss_settings"] = "trained" if trained is not None else "defaults"
     if counts:
         summary["skipped"] = dict(counts)
     if as_json:
@@ -528,6 +536,23 @@ def reward_eval(
     else:
         for key, value in summary.items():
             console.print(f"{key}: {value}")
+
+
+def trained_reward_config(model_dir: Path):
+    """The `[reward]` settings a reward model was trained with: the `config.toml` of its run (the folder itself, or
+    the run above a final/ or best/ folder, or the run above a checkpoints/step-N folder); None when there is none."""
+    from alinea.config import load_config
+
+    model_dir = Path(model_dir)
+    for folder in (model_dir, model_dir.parent, model_dir.parent.parent):
+        path, meta = folder / "config.toml", folder / "meta.json"
+        if path.is_file() and meta.is_file():
+            try:
+                stage = json.loads(meta.read_text(encoding="utf-8")).get("stage")
+            except (OSError, ValueError, AttributeError):
+                return None
+            return load_config(path).reward if stage == "reward" else None
+    return None
 
 
 @reward_app.command("score")

@@ -46,7 +46,9 @@ def test_bench_serve_small(db):
     assert result.server_cpu_ms > 0 and result.client_cpu_ms > 0 and result.load_average is not None
     assert (result.database_cpu_ms is None) == (db == "sqlite")
     if db == "postgres":
-        assert result.database_cpu_ms > 0
+        # Measured (not None), but /proc counts CPU in 10 ms ticks per backend: a run this small on a quiet machine
+        # can round to 0.
+        assert result.database_cpu_ms >= 0
 
 
 def test_database_check_counts_what_is_missing(tmp_path):

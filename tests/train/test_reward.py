@@ -511,6 +511,13 @@ def test_cli_trains_evaluates_and_scores(tmp_path, pretrained_dir, run_cli):
     summary = json.loads(out.strip().splitlines()[-1])
     assert {"accuracy", "n", "ece", "loss"} <= set(summary)
     assert summary["n"] == 10 and 0 <= summary["accuracy"] <= 1 and "thumb_accuracy" in summary
+    assert summary["loss_settings"] == "trained"  # the run's [reward] settings, not the defaults
+    from alinea.cli import trained_reward_config
+
+    for folder in (tmp_path / "rm", tmp_path / "rm" / "final"):
+        trained = trained_reward_config(folder)
+        assert (trained.ensemble, trained.max_len, trained.max_steps) == (2, 48, 3)
+    assert trained_reward_config(pretrained_dir) is None
 
     scored = tmp_path / "scored.jsonl"
     code, out, err = run_cli("reward", "score", tmp_path / "rm" / "final", "--data", held_out,
@@ -538,6 +545,7 @@ def test_cli_trains_evaluates_and_scores(tmp_path, pretrained_dir, run_cli):
     assert code == 0, (out, err)
     as_cost = json.loads(out.strip().splitlines()[-1])
     assert as_cost["n"] == 10 and as_cost["accuracy"] == pytest.approx(1 - summary["accuracy"])
+    assert as_cost["loss_settings"] == "defaults"  # a bare model folder: no run config next to it
 
 
 # ---------------------------------------------------------------------------------------------------------------------
