@@ -282,6 +282,7 @@ class LoopConfig:
     annotators_honest: int = _f(4, "Simulated honest annotators (the gold judge with flip_prob label noise).")
     annotators_noisy: int = _f(0, "Simulated noisy annotators (the gold judge with 25% label noise).")
     annotators_careless: int = _f(1, "Simulated careless annotators (random answers).")
+    annotator_workers: int = _f(4, "Threads that serve the simulated annotators; with 1 each annotator's share of the items, and so the whole loop, is the same from run to run (with more, it follows thread timing).")
     annotators_adversarial: int = _f(0, "Simulated adversarial annotators (the gold judge inverted).")
     flip_prob: float = _f(0.1, "Label noise of honest annotators: probability of flipping a pick.")
     annotator_temperature: float = _f(0.1, "Bradley-Terry temperature on the gold gap: P(pick a) = sigmoid(gap / T) (0 = always the better).")

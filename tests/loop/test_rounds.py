@@ -62,6 +62,7 @@ def test_bad_loop_settings_are_refused(rl_policy_dir, demo_data, tmp_path):
         ("rl_algorithm", "a2c", "loop.rl_algorithm"),
         ("automated_weights", [1.0, 2.0], "loop.automated_weights"),
         ("eval_top_p", 0.0, "loop.eval_top_p"),
+        ("annotator_workers", 0, "loop.annotator_workers"),
         ("eval_top_p", 1.5, "loop.eval_top_p"),
     ]:
         cfg = loop_config(tmp_path, rl_policy_dir, demo_data["prompts"], **{key: value})

@@ -162,7 +162,7 @@ def judge_project(ctx, project_id: int, pairs: list[dict], *, aspect: str = "hel
         config = pool_config(lcfg, aspect)
         pool = config.build()
         kinds = {spec.name: spec.kind for spec in config.specs()}
-        result = run_pool(client, project_id, pool, deadline_s=lcfg.deadline_s or None, workers=4)
+        result = run_pool(client, project_id, pool, deadline_s=lcfg.deadline_s or None, workers=lcfg.annotator_workers)
         ctx.console.print(f"simulated annotators: {result.judgments} judgments in {result.seconds:.1f}s ({result.stopped})")
     else:
         _wait_for_people(ctx, project_id, wanted, aspect)

@@ -193,6 +193,8 @@ def _check(cfg: AlineaConfig) -> None:
         raise UserError(f"loop.on_short: expected skip or fail, found {lcfg.on_short!r}.")
     if len(lcfg.automated_weights) != len(lcfg.automated_rewards):
         raise UserError("loop.automated_weights: one weight per automated reward.")
+    if lcfg.annotator_workers < 1:
+        raise UserError(f"loop.annotator_workers: at least 1, found {lcfg.annotator_workers}.")
     if not 0.0 < lcfg.eval_top_p <= 1.0 or lcfg.eval_temperature < 0:
         raise UserError(f"loop.eval_top_p: expected 0 < top_p <= 1 (found {lcfg.eval_top_p}) and loop.eval_temperature "
                         f">= 0 (found {lcfg.eval_temperature}).")
