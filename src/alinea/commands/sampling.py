@@ -40,15 +40,15 @@ def bench_generate_cmd(
       alinea bench generate --rounds 3 --repeats 5
       alinea bench generate --json --dtype bfloat16
     """
-    from alinea.bench.generate import Workload, bench_generate
+    from alinea.bench.generate import DTYPES, Workload, bench_generate
     from alinea.errors import UserError
 
     if repeats < 1 or rounds < 1 or threads < 1:
         raise UserError("--repeats, --rounds and --threads must each be at least 1.")
     if device not in ("cpu", "cuda"):
         raise UserError(f"--device: expected cpu or cuda, got {device!r}.")
-    if dtype not in ("float32", "bfloat16"):
-        raise UserError(f"--dtype: expected float32 or bfloat16, got {dtype!r}.")
+    if dtype not in DTYPES:
+        raise UserError(f"--dtype: expected {' or '.join(DTYPES)}, got {dtype!r}.")
     if device == "cuda":
         import torch
 
