@@ -512,9 +512,8 @@ def reward_eval(
     model, tokenizer = load_reward_model(model_dir)
     # The loss is scored with the settings the model was trained with (tie model, strength margins, ...), read from
     # its run's config.toml; a model without one gets the defaults. A cost model (trained with reward.invert) is
-    # evaluated on the data read the same way it was trained.
-    # Annotator reliabilities are learned per training annotator and not saved with the model: held-out judgments are
-    # scored as those of an annotator of reliability 1.
+    # evaluated on the data read the same way it was trained. Annotator reliabilities are learned per training
+    # annotator and not saved with the model: held-out judgments count as those of an annotator of reliability 1.
     trained = trained_reward_config(model_dir)
     cfg = dataclasses.replace(trained or RewardConfig(), max_len=max_len, batch_size=batch_size,
                               invert=model_kind(model_dir) == "cost", annotator_reliability=False)

@@ -64,6 +64,7 @@ def test_bad_loop_settings_are_refused(rl_policy_dir, demo_data, tmp_path):
         ("eval_top_p", 0.0, "loop.eval_top_p"),
         ("annotator_workers", 0, "loop.annotator_workers"),
         ("eval_top_p", 1.5, "loop.eval_top_p"),
+        ("eval_temperature", -0.5, "loop.eval_temperature"),
     ]:
         cfg = loop_config(tmp_path, rl_policy_dir, demo_data["prompts"], **{key: value})
         with pytest.raises(UserError, match=message):

@@ -195,9 +195,10 @@ def _check(cfg: AlineaConfig) -> None:
         raise UserError("loop.automated_weights: one weight per automated reward.")
     if lcfg.annotator_workers < 1:
         raise UserError(f"loop.annotator_workers: at least 1, found {lcfg.annotator_workers}.")
-    if not 0.0 < lcfg.eval_top_p <= 1.0 or lcfg.eval_temperature < 0:
-        raise UserError(f"loop.eval_top_p: expected 0 < top_p <= 1 (found {lcfg.eval_top_p}) and loop.eval_temperature "
-                        f">= 0 (found {lcfg.eval_temperature}).")
+    if not 0.0 < lcfg.eval_top_p <= 1.0:
+        raise UserError(f"loop.eval_top_p: expected 0 < top_p <= 1, found {lcfg.eval_top_p}.")
+    if lcfg.eval_temperature < 0:
+        raise UserError(f"loop.eval_temperature: expected >= 0, found {lcfg.eval_temperature}.")
     from alinea.loop.constrained import check_costs
 
     check_costs(cfg)
