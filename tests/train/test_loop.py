@@ -86,3 +86,19 @@ def test_best_keeper_saves_the_best_and_restores_it(tmp_path, model):
     for p, expected in zip(trainer.model.parameters(), weights_at[2], strict=True):
         assert torch.equal(p, expected)
     assert BestKeeper(run, "accuracy", enabled=False, is_main=True).restore(trainer) is None
+
+
+def test_attention_without_cudnn_only_inside_the_block_and_only_on_a_gpu(monkeypatch):
+    from alinea.train.loop import attention_without_cudnn
+
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_without_cudnn():  # no GPU here: nothing changes
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with attention_without_cudnn():
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.mem_efficient_sdp_enabled() and torch.backends.cuda.math_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled()
+    monkeypatch.setenv("ALINEA_CUDNN_SDP", "1")
+    with attention_without_cudnn():
+        assert torch.backends.cuda.cudnn_sdp_enabled()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -78,8 +79,6 @@ def num_processes() -> int:
 
     Read from WORLD_SIZE (set by both launchers) so that asking does not initialise the process group early.
     """
-    import os
-
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
@@ -90,6 +89,25 @@ def cpu_supports_fast_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+@contextlib.contextmanager
+def attention_without_cudnn():
+    """On a CUDA GPU, PyTorch's attention without its cuDNN kernels inside this block; elsewhere nothing changes.
+
+    torch 2.11 to 2.13 with cuDNN on Hopper GPUs returns NaN query gradients from `scaled_dot_product_attention` when
+    a mask is passed, the sequence length is 64 modulo 128, and some query row attends to nothing, as the left-padded
+    rows of an RL batch do (pytorch/pytorch#196678). Found here as PPO's first update going NaN on an H200
+    (docs/gpu.md). Inside the block PyTorch picks among its flash, memory-efficient and plain kernels, which compute
+    the same function. ALINEA_CUDNN_SDP=1 leaves the choice alone, for a torch with the bug fixed.
+    """
+    if not torch.cuda.is_available() or os.environ.get("ALINEA_CUDNN_SDP") == "1":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]):
+        yield
 
 
 def resolve_precision(precision: str) -> str:

@@ -57,7 +57,7 @@ from alinea.losses import grpo_policy_loss, kl_penalty, masked_mean, ppo_policy_
 from alinea.model.causal_lm import load_model, load_model_and_tokenizer
 from alinea.model.fast import fuse_activations
 from alinea.progress import progress_bar
-from alinea.train.loop import Interrupted, example_indices, resolve_precision
+from alinea.train.loop import Interrupted, attention_without_cudnn, example_indices, resolve_precision
 from alinea.train.rewards import NEGATE, ConstrainedMix, RewardInputs, RewardMix
 from alinea.train.rollout import (
     PromptSet,
@@ -354,7 +354,7 @@ class PolicyGradientTrainer:
         lr_factor = min(1.0, (step + 1) / rcfg.warmup_steps) if rcfg.warmup_steps else 1.0
         for group in self.optimizer.param_groups:
             group["lr"] = rcfg.lr * lr_factor
-        with timer("update"):
+        with timer("update"), attention_without_cudnn():
             self.policy.train()
             if self.value_model is not None:
                 self.value_model.train()
