@@ -283,7 +283,9 @@ def test_two_process_ddp_matches_one_process(rl_policy_dir, demo_data, tmp_path)
         "rloo.max_steps=1", "rloo.k=4", "rloo.max_new_tokens=12", "rloo.max_prompt_len=48", "rloo.lr=1e-3",
         "rloo.generation_batch_size=8", "rloo.penalise_missing_eos=false", "rloo.save_every=0",
     ]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ALINEA_PROGRESS": "0"}
+    # The repository (for the tests' reward module) and its src/ (a source tree without an install) come first.
+    path = os.pathsep.join(p for p in (str(REPO), str(REPO / "src"), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ALINEA_PROGRESS": "0"}
 
     def launch(processes: int, batch: int, out: Path):
         sets = common + [f"rloo.batch_size={batch}", f"rloo.minibatch_size={batch}"]
