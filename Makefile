@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet "$(TORCH)"
 	# dev tools and the benchmark baselines (TRL): the tests exercise the benchmarks too. Runtime needs neither.
 	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	# TRL 1.12, the last release with a PPOTrainer, in a folder of its own (it cannot sit beside the bench extra's
+	# TRL): the baseline of `alinea bench ppo --trl-ppo .venv/trl-1.12`.
+	$(BIN)/pip install --quiet --no-deps --upgrade --target $(VENV)/trl-1.12 "trl==1.12.0"
 	# Browser tests drive Debian's chromium through Playwright (never a browser download).
 	test -x /usr/bin/chromium || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 	touch $(STAMP)

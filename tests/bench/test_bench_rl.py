@@ -95,6 +95,33 @@ def test_our_config_does_the_workload(tmp_path):
     assert section.precision == "fp32"
 
 
+def test_our_ppo_config_reads_the_reward_model_and_trains_the_critic_at_the_policys_rate(tmp_path):
+    workload = RLWorkload(algorithm="ppo")
+    section = ours_config(workload, tmp_path / "model", tmp_path / "prompts.jsonl", tmp_path).ppo
+    assert section.rewards == [str(bench_rl_module.reward_model_dir(tmp_path))]
+    assert section.critic == "" and section.critic_lr == section.lr == workload.lr  # critic from the reward model
+    assert (section.epochs, section.minibatch_size, section.batch_size) == (4, 8, 32)
+
+
+def test_the_ppo_reward_model_is_one_for_transformers_and_for_us(tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    from alinea.bench.common import save_gpt2_reward_model
+    from alinea.train.rewards import RewardModelSource, model_kind
+
+    folder = save_gpt2_reward_model(tmp_path / "rm", **TINY_MODEL, seed=3)
+    assert model_kind(folder) == "reward"
+    hf = AutoModelForSequenceClassification.from_pretrained(str(folder), local_files_only=True)
+    ours = RewardModelSource(str(folder))
+    assert ours.norm.shift == [0.0] and ours.norm.scale == [1.0]
+    ids = torch.tensor([[5, 6, 7, 1]])
+    with torch.no_grad():
+        expected = hf(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, 0]
+        assert torch.allclose(ours.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, 0], expected)
+    again = save_gpt2_reward_model(tmp_path / "again", **TINY_MODEL, seed=3)
+    assert torch.equal(AutoModelForSequenceClassification.from_pretrained(str(again)).score.weight, hf.score.weight)
+
+
 def test_dpo_pairs_read_the_same_ids_through_the_baselines_text():
     prompts, chosen, rejected = make_pairs(TINY_DPO)
     assert prompts.shape == (12, 8) and chosen.shape == rejected.shape == (12, 8)
@@ -159,6 +186,33 @@ def test_ppo_reports_ours_with_a_null_baseline(monkeypatch):
     assert "no PPO trainer" in result["workload"]["baseline_library"]
 
 
+def test_a_folder_without_a_ppo_trainer_is_refused_before_any_side_starts(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench_rl_module, "_run_side", lambda side, workload: pytest.fail("no side may start"))
+    (tmp_path / "trl").mkdir()  # a TRL without trl/experimental/ppo, as 1.13 and later
+    with pytest.raises(UserError, match=r"no TRL with a PPO trainer.*pip install --no-deps --target .* trl==1\.12\.0"):
+        bench_rl(RLWorkload(algorithm="ppo", **TINY_RL, trl_ppo=str(tmp_path)))
+
+
+def test_ppo_with_a_trl_folder_runs_the_baseline_side_from_it(monkeypatch, tmp_path):
+    trainer = tmp_path / "trl" / "experimental" / "ppo" / "ppo_trainer.py"
+    trainer.parent.mkdir(parents=True)
+    trainer.write_text("")
+    started = []
+
+    def fake_run_side(module, args, *, prefix, threads, what, python_path=""):
+        side = args[args.index("--side") + 1]
+        started.append((side, python_path))
+        rate = 4.0 if side == "ours" else 1.0
+        return {"episodes_per_s": rate, "peak_rss_mb": 300.0, "phase_s_per_step": {"update": 6.0},
+                "library": "trl 1.12.0 PPOTrainer (trl.experimental.ppo)"}
+
+    monkeypatch.setattr(bench_rl_module, "run_side", fake_run_side)
+    result = bench_rl(RLWorkload(algorithm="ppo", **TINY_RL, trl_ppo=str(tmp_path)))
+    assert started == [("ours", ""), ("baseline", str(tmp_path))]  # only the baseline imports the folder's TRL
+    assert result["ours"] == 4.0 and result["baseline"] == 1.0 and result["ratio"] == 4.0
+    assert result["workload"]["baseline_library"].startswith("trl 1.12.0 PPOTrainer")
+
+
 def test_the_cli_prints_the_benchmark_json(monkeypatch):
     from typer.testing import CliRunner
 
@@ -202,6 +256,29 @@ def test_rl_bench_runs_both_sides_and_both_train(algorithm):
         (run,) = result["detail"][side]
         assert run["threads"] == 2
         assert math.isfinite(run["mean_loss"]) and run["param_change"] > 0, (side, run)
+
+
+def trl_ppo_folder():
+    """TRL 1.12 as `make install` puts it (.venv/trl-1.12), or $ALINEA_TRL_PPO; skip when neither is there."""
+    import os
+    from pathlib import Path
+
+    for folder in (os.environ.get("ALINEA_TRL_PPO", ""), str(Path(__file__).parents[2] / ".venv" / "trl-1.12")):
+        if folder and (Path(folder) / "trl" / "experimental" / "ppo" / "ppo_trainer.py").is_file():
+            return folder
+    pytest.skip("TRL 1.12 (the last with a PPOTrainer) not found: make install puts it in .venv/trl-1.12")
+
+
+@pytest.mark.slow
+def test_ppo_bench_runs_trl_1_12_ppo_beside_ours_and_both_train():
+    needs_trl()
+    result = bench_rl(RLWorkload(algorithm="ppo", **TINY_RL, trl_ppo=trl_ppo_folder()))
+    assert result["ours"] > 0 and result["baseline"] > 0
+    assert result["ratio"] == pytest.approx(result["ours"] / result["baseline"], rel=1e-2)
+    assert result["workload"]["baseline_library"].startswith("trl 1.12.0 PPOTrainer")
+    for side in ("ours", "baseline"):
+        (run,) = result["detail"][side]
+        assert run["param_change"] > 0, (side, run)  # both policies moved
 
 
 @pytest.mark.slow

@@ -51,6 +51,25 @@ def require_trl(benchmark: str) -> str:
     return trl.__version__
 
 
+def save_gpt2_reward_model(out_dir: Path, *, n_layer: int, n_embd: int, n_head: int, vocab: int,
+                           n_positions: int, seed: int) -> Path:
+    """Write a randomly initialised GPT-2 reward model (sequence classification, one score) with the word-level
+    tokenizer to `out_dir`: loadable by transformers' AutoModelForSequenceClassification and, through the neutral
+    normalisation stored in its config (shift 0, scale 1), as an alinea reward model. Returns `out_dir`."""
+    import torch
+    from transformers import GPT2ForSequenceClassification
+
+    config = gpt2_config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab=vocab, n_positions=n_positions)
+    config.alinea_reward = {"shift": [0.0], "scale": [1.0], "kind": "reward"}
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = GPT2ForSequenceClassification(config)
+    out_dir = Path(out_dir)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    word_level_tokenizer(vocab, chat_template=CHAT_TEMPLATE).save_pretrained(str(out_dir))
+    return out_dir
+
+
 def word_level_tokenizer(vocab: int, *, chat_template: str | None = None):
     """A tokenizer whose ids are exactly 0..vocab-1: `<pad>` = 0, `<eos>` = 1, word `t<i>` = i for i >= 2.
 
@@ -120,13 +139,18 @@ def child_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_side(module: str, args: list[str], *, prefix: str, threads: int, what: str) -> dict:
+def run_side(module: str, args: list[str], *, prefix: str, threads: int, what: str,
+             python_path: str = "") -> dict:
     """Run `python -m module *args` and return the JSON printed after `prefix` on its last such stdout line.
 
-    A child that fails (or prints no result) is a `RuntimeError` carrying the tail of its output, named `what`.
+    `python_path`: a folder put first on the child's PYTHONPATH (a library version of its own). A child that fails
+    (or prints no result) is a `RuntimeError` carrying the tail of its output, named `what`.
     """
     command = [sys.executable, "-m", module, *args]
-    proc = subprocess.run(command, env=child_env(threads), capture_output=True, text=True)
+    env = child_env(threads)
+    if python_path:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (python_path, env.get("PYTHONPATH", "")) if p)
+    proc = subprocess.run(command, env=env, capture_output=True, text=True)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(prefix)]
     if proc.returncode != 0 or not lines:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-20:])

@@ -19,8 +19,16 @@ the loss). Epochs: RLOO and GRPO 1 (TRL's `num_iterations` default), PPO 4.
   bf16) and so is gradient checkpointing (TRL turns it on by default; it recomputes activations, which is slower)
   unless `baseline_gradient_checkpointing`. TRL samples with transformers' `generate`, we with our sampler: that
   difference is part of what is compared.
-- PPO: TRL 1.16 has no PPO trainer, so "baseline" is null and only our episodes/s and the time of each phase
-  (generate, score, reference, values, advantages, update) are reported.
+- PPO scores answers with a reward model instead of the Python reward on both sides (TRL's PPO takes nothing else):
+  a randomly initialised GPT-2 of the same size with one score (`save_gpt2_reward_model`), which also initialises
+  the critic on both sides; 4 epochs of minibatches of 8, one optimizer for policy and critic with the same learning
+  rate. TRL 1.16 has no PPO trainer; the last release with one is TRL 1.12 (`trl.experimental.ppo.PPOTrainer`), which
+  cannot be installed next to the `bench` extra's TRL. With `trl_ppo` = a folder holding it (`pip install --no-deps
+  --target DIR trl==1.12.0`), the baseline side imports TRL from that folder: `per_device_train_batch_size` = batch,
+  `num_mini_batches` = batch / minibatch, `num_ppo_epochs` = epochs, `response_length` = 64, stop at `<eos>`, the
+  same learning rate, KL coefficient (k1) and temperature, no sample generations between steps. Without it,
+  "baseline" and "ratio" are null. Either way our time per phase (generate, score, reference, values, advantages,
+  update) is reported.
 
 Our sampler and TRL's both stop a row at the `<eos>` id; a random model draws it with probability ~1/8192 per token,
 so nearly every answer runs the full 64 tokens on both sides. Each side runs in a fresh Python process (peak RSS of
@@ -49,6 +57,7 @@ from alinea.bench.common import (
     require_trl,
     run_side,
     save_gpt2_lm,
+    save_gpt2_reward_model,
     snapshot_parameters,
     words,
 )
@@ -117,6 +126,9 @@ class RLWorkload:
     """Sampling temperature (also applied to the logits of the log-probs, on both sides)."""
     baseline_gradient_checkpointing: bool = False
     """TRL's default is True (recompute activations: slower, less memory); off = the same work as ours."""
+    trl_ppo: str = ""
+    """PPO: a folder holding TRL 1.12, the last release with a PPOTrainer (pip install --no-deps --target DIR
+    trl==1.12.0), imported by the baseline side; empty = no PPO baseline."""
 
     @classmethod
     def from_json(cls, text: str) -> RLWorkload:
@@ -164,16 +176,22 @@ def make_prompts(workload: RLWorkload) -> list[str]:
 
 
 def write_workspace(workload: RLWorkload, folder: Path) -> tuple[Path, Path]:
-    """The checkpoint directory (model + tokenizer) and the prompt file (JSONL prompt records) of the workload."""
+    """The checkpoint directory (model + tokenizer) and the prompt file (JSONL prompt records) of the workload; for
+    PPO also its reward model, in `reward_model_dir(folder)`."""
     from alinea.data.jsonl import write_jsonl
 
-    model_dir = save_gpt2_lm(
-        folder / "model", n_layer=workload.n_layer, n_embd=workload.n_embd, n_head=workload.n_head,
-        vocab=workload.vocab, n_positions=workload.n_positions, seed=workload.seed,
-    )
+    sizes = dict(n_layer=workload.n_layer, n_embd=workload.n_embd, n_head=workload.n_head, vocab=workload.vocab,
+                 n_positions=workload.n_positions)
+    model_dir = save_gpt2_lm(folder / "model", **sizes, seed=workload.seed)
+    if workload.algorithm == "ppo":
+        save_gpt2_reward_model(reward_model_dir(folder), **sizes, seed=workload.seed + 1)
     prompts = folder / "prompts.jsonl"
     write_jsonl(prompts, [{"type": "prompt", "prompt": text} for text in make_prompts(workload)])
     return model_dir, prompts
+
+
+def reward_model_dir(folder: Path) -> Path:
+    return folder / "reward"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -186,8 +204,9 @@ def ours_config(workload: RLWorkload, model_dir: Path, prompts: Path, runs_dir: 
 
     cfg = AlineaConfig()
     section = getattr(cfg, workload.algorithm)
+    reward = str(reward_model_dir(runs_dir)) if workload.algorithm == "ppo" else BENCH_REWARD
     settings = dict(
-        policy=str(model_dir), prompts=str(prompts), rewards=[BENCH_REWARD], reward_weights=[], seed=workload.seed,
+        policy=str(model_dir), prompts=str(prompts), rewards=[reward], reward_weights=[], seed=workload.seed,
         max_steps=workload.warmup + workload.steps, batch_size=workload.batch, max_prompt_len=workload.prompt_len,
         max_new_tokens=workload.response_len, temperature=workload.temperature, top_p=1.0,
         generation_batch_size=workload.batch, penalise_missing_eos=False, kl_coef=workload.kl_coef,
@@ -196,6 +215,8 @@ def ours_config(workload: RLWorkload, model_dir: Path, prompts: Path, runs_dir: 
     )
     if isinstance(section, GroupRLConfig):
         settings["k"] = workload.k
+    else:  # PPO: the critic learns at the policy's rate, as in TRL's single optimizer
+        settings["critic_lr"] = workload.lr
     for name, value in settings.items():
         setattr(section, name, value)
     return cfg
@@ -236,7 +257,7 @@ def run_baseline(workload: RLWorkload) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
     if workload.algorithm == "ppo":
-        raise UserError("bench ppo: TRL 1.16 has no PPO trainer; there is no baseline side to run.")
+        return run_trl_ppo(workload)
     if workload.algorithm == "rloo":
         from trl import RLOOConfig as Config
         from trl import RLOOTrainer as Trainer
@@ -279,8 +300,72 @@ def run_baseline(workload: RLWorkload) -> dict:
     return _side_result(workload, elapsed, cpu, output.training_loss, change, rss_setup)
 
 
+def run_trl_ppo(workload: RLWorkload) -> dict:
+    """Train with TRL 1.12's PPOTrainer (imported from `workload.trl_ppo`, first on this process's PYTHONPATH);
+    return the side's rate, timed span, loss, change and RSS."""
+    import trl
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        TrainerCallback,
+    )
+
+    try:
+        from trl.experimental.ppo import PPOConfig, PPOTrainer
+    except ImportError as err:
+        raise UserError(f"bench ppo: TRL {trl.__version__} (from {Path(trl.__file__).parent}) has no PPOTrainer: "
+                        f"{err}") from None
+    timed_from, timed_to = workload.warmup, workload.warmup + workload.steps  # one global step per RL step
+    marks: dict[int, tuple[float, float]] = {}
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step in (timed_from, timed_to):
+                marks[state.global_step] = (time.perf_counter(), time.process_time())
+
+    with tempfile.TemporaryDirectory(prefix="alinea-bench-trl-ppo-") as folder:
+        model_dir, _ = write_workspace(workload, Path(folder))
+        reward_dir = str(reward_model_dir(Path(folder)))
+
+        def causal_lm():
+            return AutoModelForCausalLM.from_pretrained(str(model_dir), local_files_only=True, dtype=torch.float32)
+
+        def scorer():
+            return AutoModelForSequenceClassification.from_pretrained(reward_dir, local_files_only=True,
+                                                                      dtype=torch.float32)
+
+        policy = causal_lm()
+        tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, padding_side="left")
+        dataset = Dataset.from_dict({"input_ids": [tokenizer(text)["input_ids"] for text in make_prompts(workload)]})
+        config = PPOConfig(
+            output_dir=str(Path(folder) / "out"), per_device_train_batch_size=workload.batch,
+            gradient_accumulation_steps=1, num_mini_batches=workload.batch // workload.minibatch,
+            num_ppo_epochs=workload.n_epochs, total_episodes=timed_to * workload.batch,
+            local_rollout_forward_batch_size=workload.batch, response_length=workload.response_len,
+            stop_token="eos", temperature=workload.temperature, kl_coef=workload.kl_coef, kl_estimator="k1",
+            learning_rate=workload.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
+            max_grad_norm=1.0, seed=workload.seed, data_seed=workload.seed, use_cpu=True, bf16=False, fp16=False,
+            gradient_checkpointing=workload.baseline_gradient_checkpointing, num_sample_generations=0,
+            eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
+            dataloader_num_workers=0, dataloader_pin_memory=False,
+        )
+        trainer = PPOTrainer(args=config, processing_class=tokenizer, model=policy, ref_model=causal_lm(),
+                             reward_model=scorer(), value_model=scorer(), train_dataset=dataset,
+                             callbacks=[StepClock()])
+        initial = snapshot_parameters(policy)
+        rss_setup = peak_rss_mb()
+        trainer.train()
+        change = parameter_change(policy, initial)
+    elapsed, cpu = (end - begin for end, begin in zip(marks[timed_to], marks[timed_from], strict=True))
+    result = _side_result(workload, elapsed, cpu, None, change, rss_setup)  # TRL keeps no loss we could read
+    result["library"] = f"trl {trl.__version__} PPOTrainer (trl.experimental.ppo)"
+    return result
+
+
 def _side_result(
-    workload: RLWorkload, elapsed: float, cpu: float, mean_loss: float, change: float, rss_setup: float,
+    workload: RLWorkload, elapsed: float, cpu: float, mean_loss: float | None, change: float, rss_setup: float,
 ) -> dict:
     """`mean_loss`: the policy loss averaged over all optimizer steps; `param_change`: L2 norm of the weight update;
     `cpu_s`: CPU seconds of the process over the timed span (all threads; less sensitive to other load than wall
@@ -304,8 +389,17 @@ def _side_result(
 
 def _run_side(side: str, workload: RLWorkload) -> dict:
     args = ["--side", side, "--workload", json.dumps(asdict(workload))]
+    python_path = workload.trl_ppo if side == "baseline" and workload.algorithm == "ppo" else ""
     return run_side("alinea.bench.rl", args, prefix=RESULT_PREFIX, threads=workload.threads,
-                    what=f"the {side} side of the {workload.algorithm} benchmark")
+                    what=f"the {side} side of the {workload.algorithm} benchmark", python_path=python_path)
+
+
+def check_trl_ppo(folder: str) -> None:
+    """A `UserError` unless `folder` holds a TRL release with a PPO trainer (1.12 is the last one)."""
+    if not (Path(folder) / "trl" / "experimental" / "ppo" / "ppo_trainer.py").is_file():
+        raise UserError(f"--trl-ppo {folder}: no TRL with a PPO trainer there (expected "
+                        f"{Path(folder) / 'trl/experimental/ppo/ppo_trainer.py'}); install the last release that has "
+                        f"one with: pip install --no-deps --target {folder} trl==1.12.0")
 
 
 def bench_rl(workload: RLWorkload | None = None, *, rounds: int = 1) -> dict:
@@ -316,7 +410,9 @@ def bench_rl(workload: RLWorkload | None = None, *, rounds: int = 1) -> dict:
     """
     workload = workload or RLWorkload()
     workload.check()
-    has_baseline = workload.algorithm != "ppo"
+    has_baseline = workload.algorithm != "ppo" or bool(workload.trl_ppo)
+    if workload.algorithm == "ppo" and workload.trl_ppo:
+        check_trl_ppo(workload.trl_ppo)
     trl_version = require_trl(f"{workload.algorithm} RL") if has_baseline else None
     sides = ("ours", "baseline") if has_baseline else ("ours",)
     load_before = machine_load()
@@ -328,11 +424,14 @@ def bench_rl(workload: RLWorkload | None = None, *, rounds: int = 1) -> dict:
     ours_phases = [run["phase_s_per_step"] for run in runs["ours"]]
     phases = {phase: round(statistics.median(p[phase] for p in ours_phases), 4) for phase in ours_phases[0]}
     epochs = workload.n_epochs
-    if has_baseline:
+    if workload.algorithm == "ppo" and has_baseline:
+        baseline_text = f"{runs['baseline'][0]['library']} (generation with transformers generate)"
+    elif has_baseline:
         baseline_text = (f"trl {trl_version} {'RLOOTrainer' if workload.algorithm == 'rloo' else 'GRPOTrainer'} "
                          f"(generation with transformers generate)")
     else:
-        baseline_text = "none: TRL 1.16 has no PPO trainer; baseline and ratio are null"
+        baseline_text = ("none: TRL 1.16 has no PPO trainer (give --trl-ppo DIR holding TRL 1.12, the last with "
+                         "one); baseline and ratio are null")
     return {
         "ours": round(rate["ours"], 3),
         "baseline": round(rate["baseline"], 3) if has_baseline else None,
@@ -349,7 +448,8 @@ def bench_rl(workload: RLWorkload | None = None, *, rounds: int = 1) -> dict:
                     f"{workload.answers_per_prompt}) of prompt {workload.prompt_len} + up to {workload.response_len} "
                     f"sampled tokens, {epochs} epoch(s) of minibatches of {workload.minibatch} "
                     f"({workload.updates_per_step} optimizer steps), KL beta {workload.kl_coef}",
-            "reward": BENCH_REWARD,
+            "reward": "a reward model: GPT-2 of the same size, random init, one score (also the critic's start)"
+                      if workload.algorithm == "ppo" else BENCH_REWARD,
             "device": "cpu",
             "precision": "fp32",
             "rounds": rounds,

@@ -38,25 +38,39 @@ def _print(result: dict, as_json: bool) -> None:
         console.print(f"ours, seconds per step: {phases}")
 
 
+TrlPPOOpt = Annotated[
+    str, typer.Option("--trl-ppo", metavar="DIR",
+                      help="A folder holding TRL 1.12, the last release with a PPOTrainer, for the baseline side "
+                           "(pip install --no-deps --target DIR trl==1.12.0). Without it: ours only.")
+]
+
+
 def _rl_command(algorithm: str, summary: str):
-    def command(
-        as_json: JsonOpt = False,
-        steps: RLStepsOpt = 3,
-    ) -> None:
-        from alinea.bench.rl import RLWorkload, bench_rl
+    if algorithm == "ppo":
+        def command(as_json: JsonOpt = False, steps: RLStepsOpt = 3, trl_ppo: TrlPPOOpt = "") -> None:
+            from alinea.bench.rl import RLWorkload, bench_rl
 
-        _print(bench_rl(RLWorkload(algorithm=algorithm, steps=steps)), as_json)
+            _print(bench_rl(RLWorkload(algorithm=algorithm, steps=steps, trl_ppo=trl_ppo)), as_json)
+    else:
+        def command(as_json: JsonOpt = False, steps: RLStepsOpt = 3) -> None:
+            from alinea.bench.rl import RLWorkload, bench_rl
 
-    epochs = "4 epochs" if algorithm == "ppo" else "1 epoch"
+            _print(bench_rl(RLWorkload(algorithm=algorithm, steps=steps)), as_json)
+
+    if algorithm == "ppo":
+        what = ("4 epochs in minibatches of 8, a reward model of the same size (also the critic's start)",
+                "\n      alinea bench ppo --json --trl-ppo trl-1.12")
+    else:
+        what = ("1 epoch in minibatches of 8, a Python reward", "")
     command.__doc__ = f"""{summary}
 
     Workload: GPT-2 architecture, 4 layers, width 256, 4 heads, vocab 8192, random init; 32 episodes per step of a
-    64-token prompt and up to 64 sampled tokens, {epochs} in minibatches of 8, a Python reward, 2 threads; each side
-    in its own process. Needs the bench extra (pip install -e '.[bench]') for the TRL side.
+    64-token prompt and up to 64 sampled tokens, {what[0]}, 2 threads; each side in its own process. Needs the bench
+    extra (pip install -e '.[bench]') for the TRL side.
 
     \b
     Example:
-      alinea bench {algorithm} --json
+      alinea bench {algorithm} --json{what[1]}
     """
     return command
 
@@ -65,7 +79,7 @@ def register(apps: dict) -> None:
     """Add the RL benchmark commands to `apps["bench"]`."""
     bench = apps["bench"]
     bench.command("ppo")(_rl_command(
-        "ppo", "Episodes/s, time per phase and peak memory of our PPO step (TRL 1.16 has no PPO trainer: no baseline)."))
+        "ppo", "Episodes/s, time per phase and peak memory of our PPO step, and of TRL 1.12's PPOTrainer with --trl-ppo."))
     bench.command("rloo")(_rl_command("rloo", "Episodes/s and peak memory of our RLOO step vs TRL's RLOOTrainer."))
     bench.command("grpo")(_rl_command("grpo", "Episodes/s and peak memory of our GRPO step vs TRL's GRPOTrainer."))
 

@@ -57,7 +57,13 @@ from alinea.losses import grpo_policy_loss, kl_penalty, masked_mean, ppo_policy_
 from alinea.model.causal_lm import load_model, load_model_and_tokenizer
 from alinea.model.fast import fuse_activations
 from alinea.progress import progress_bar
-from alinea.train.loop import Interrupted, attention_without_cudnn, example_indices, resolve_precision
+from alinea.train.loop import (
+    Interrupted,
+    attention_without_cudnn,
+    example_indices,
+    keep_freed_memory,
+    resolve_precision,
+)
 from alinea.train.rewards import NEGATE, ConstrainedMix, RewardInputs, RewardMix
 from alinea.train.rollout import (
     PromptSet,
@@ -184,6 +190,7 @@ class PolicyGradientTrainer:
         self.rcfg: RLConfig = getattr(cfg, algorithm)
         rcfg = self.rcfg
         self.precision = resolve_precision(rcfg.precision)
+        keep_freed_memory()
         self.acc = accelerator or Accelerator(
             mixed_precision="bf16" if self.precision == "bf16" else "no", cpu=not torch.cuda.is_available()
         )

@@ -26,7 +26,6 @@ the left to fit `max_len` (the response is kept), responses cut from the right w
 
 from __future__ import annotations
 
-import ctypes
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -64,7 +63,7 @@ from alinea.model.reward import (
     shared_prefix_rewards,
     supports_shared_prefix,
 )
-from alinea.train.loop import TrainResult, train_loop
+from alinea.train.loop import TrainResult, keep_freed_memory, train_loop
 from alinea.train.padding import right_pad
 from alinea.train.sft import encode_conversation
 
@@ -604,24 +603,6 @@ def score_records(model, tokenizer, records, *, max_len: int = 256, batch_size: 
     for owner, m, s in zip(owners, mean.tolist(), std.tolist(), strict=True):
         scored[owner].append((m, s))
     return scored
-
-
-def keep_freed_memory() -> bool:
-    """Ask the C library's malloc to keep freed memory for reuse rather than give it back to the kernel.
-
-    A training step frees and allocates the same large activation buffers every step. By default glibc serves the
-    largest ones with fresh pages from the kernel (mmap) and returns freed memory at the top of its heap, so every
-    step pays a page fault and a zero-fill per 4 KB page again: in `alinea bench reward`, 8,000 faults a step with
-    torch's GEMMs and 40,000 (0.07 s of a 0.6 s step) with oneDNN's. With both thresholds raised, freed blocks are
-    reused, as PyTorch's caching allocator does on GPUs; peak memory stays about the same, but the process keeps it
-    until it exits. Applies to the whole process; a no-op (False) where the C library has no glibc `mallopt`.
-    """
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
-    return bool(mallopt(m_mmap_threshold, 1 << 30)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def pairwise_bench_step(model, *, lr: float):

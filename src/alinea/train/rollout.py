@@ -273,11 +273,13 @@ def _full_answer_logits(model, rollout: Rollout, device) -> torch.Tensor:
     """`answer_logits` with one forward over every episode's prompt + answer."""
     input_ids = rollout.input_ids().to(device)
     mask = rollout.attention_mask().to(device)
-    out = model(
-        input_ids=input_ids, attention_mask=mask, position_ids=position_ids_for(mask), use_cache=False,
-        logits_to_keep=rollout.response_ids.shape[1] + 1,
-    )
-    return out.logits[:, :-1, :]  # (B, T, V): position P-1+t predicts answer token t
+    length, answer_len = input_ids.shape[1], rollout.response_ids.shape[1]
+    # The T positions P-1 .. P+T-2, by index: keeping T+1 and slicing off the last would cost, in the backward pass,
+    # a zero-filled (B, T+1, V) gradient (a tenth of a PPO update on the benchmark workload).
+    keep = torch.arange(length - answer_len - 1, length - 1, device=device)
+    out = model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids_for(mask), use_cache=False,
+                logits_to_keep=keep)
+    return out.logits  # (B, T, V): position P-1+t predicts answer token t
 
 
 def _is_wrapped(model) -> bool:
