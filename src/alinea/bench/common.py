@@ -158,6 +158,35 @@ def run_side(module: str, args: list[str], *, prefix: str, threads: int, what: s
     return json.loads(lines[-1][len(prefix):])
 
 
+class StepClock:
+    """Wall and CPU clock readings at the end of two of a transformers Trainer's optimizer steps, `timed_from` and
+    `timed_to`: the baseline sides are timed between them, so the span holds their work and their data loading.
+
+    `callback()` is the `TrainerCallback` to give the trainer; `span()` returns (wall seconds, CPU seconds)."""
+
+    def __init__(self, timed_from: int, timed_to: int) -> None:
+        self.timed_from, self.timed_to = timed_from, timed_to
+        self.marks: dict[int, tuple[float, float]] = {}
+
+    def callback(self):
+        import time
+
+        from transformers import TrainerCallback
+
+        clock = self
+
+        class _StepClock(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if state.global_step in (clock.timed_from, clock.timed_to):
+                    clock.marks[state.global_step] = (time.perf_counter(), time.process_time())
+
+        return _StepClock()
+
+    def span(self) -> tuple[float, float]:
+        end, begin = self.marks[self.timed_to], self.marks[self.timed_from]
+        return end[0] - begin[0], end[1] - begin[1]
+
+
 def machine_load() -> dict:
     """CPU count and the 1-minute load average now: other processes on the machine slow either side down."""
     return {"cpus": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2)}

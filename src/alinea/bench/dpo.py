@@ -37,6 +37,7 @@ from alinea.bench.common import (
     EOS_ID,
     FIRST_WORD_ID,
     PAD_ID,
+    StepClock,
     machine_load,
     parameter_change,
     peak_rss_mb,
@@ -172,7 +173,7 @@ def run_ours(workload: DPOWorkload) -> dict:
 def run_baseline(workload: DPOWorkload) -> dict:
     """Train with TRL's DPOTrainer; return the side's rate, timed span, mean loss, parameter change and peak RSS."""
     from datasets import Dataset
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     prompts, chosen, rejected = make_pairs(workload)
@@ -182,12 +183,7 @@ def run_baseline(workload: DPOWorkload) -> dict:
         "rejected": [_answer_text(row) for row in rejected],
     })
     timed_from, timed_to = workload.warmup, workload.warmup + workload.steps
-    marks: dict[int, tuple[float, float]] = {}
-
-    class StepClock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step in (timed_from, timed_to):
-                marks[state.global_step] = (time.perf_counter(), time.process_time())
+    clock = StepClock(timed_from, timed_to)
 
     with tempfile.TemporaryDirectory(prefix="alinea-bench-trl-") as folder:
         model_dir = _save_model(workload, Path(folder))
@@ -203,12 +199,12 @@ def run_baseline(workload: DPOWorkload) -> dict:
             dataloader_num_workers=0, dataloader_pin_memory=False,
         )
         trainer = DPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
-                             callbacks=[StepClock()])
+                             callbacks=[clock.callback()])
         initial = snapshot_parameters(model)
         rss_setup = peak_rss_mb()
         output = trainer.train()
         change = parameter_change(model, initial)
-    elapsed, cpu = (end - begin for end, begin in zip(marks[timed_to], marks[timed_from], strict=True))
+    elapsed, cpu = clock.span()
     return _side_result(workload, elapsed, cpu, output.training_loss, change, rss_setup)
 
 

@@ -51,6 +51,7 @@ import torch
 
 from alinea.bench.common import (
     FIRST_WORD_ID,
+    StepClock,
     machine_load,
     parameter_change,
     peak_rss_mb,
@@ -254,7 +255,7 @@ def run_ours(workload: RLWorkload) -> dict:
 def run_baseline(workload: RLWorkload) -> dict:
     """Train with TRL's RLOOTrainer or GRPOTrainer; return the side's rate, timed span, loss, change and RSS."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if workload.algorithm == "ppo":
         return run_trl_ppo(workload)
@@ -267,12 +268,7 @@ def run_baseline(workload: RLWorkload) -> dict:
 
     updates = workload.updates_per_step
     timed_from, timed_to = workload.warmup * updates, (workload.warmup + workload.steps) * updates
-    marks: dict[int, tuple[float, float]] = {}
-
-    class StepClock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step in (timed_from, timed_to):
-                marks[state.global_step] = (time.perf_counter(), time.process_time())
+    clock = StepClock(timed_from, timed_to)
 
     with tempfile.TemporaryDirectory(prefix="alinea-bench-trl-") as folder:
         model_dir, _ = write_workspace(workload, Path(folder))
@@ -291,12 +287,12 @@ def run_baseline(workload: RLWorkload) -> dict:
             disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=False,
         )
         trainer = Trainer(model=model, reward_funcs=even_token_share, args=config, train_dataset=dataset,
-                          processing_class=tokenizer, callbacks=[StepClock()])
+                          processing_class=tokenizer, callbacks=[clock.callback()])
         initial = snapshot_parameters(model)
         rss_setup = peak_rss_mb()
         output = trainer.train()
         change = parameter_change(model, initial)
-    elapsed, cpu = (end - begin for end, begin in zip(marks[timed_to], marks[timed_from], strict=True))
+    elapsed, cpu = clock.span()
     return _side_result(workload, elapsed, cpu, output.training_loss, change, rss_setup)
 
 
@@ -305,12 +301,7 @@ def run_trl_ppo(workload: RLWorkload) -> dict:
     return the side's rate, timed span, loss, change and RSS."""
     import trl
     from datasets import Dataset
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-        TrainerCallback,
-    )
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     try:
         from trl.experimental.ppo import PPOConfig, PPOTrainer
@@ -318,12 +309,7 @@ def run_trl_ppo(workload: RLWorkload) -> dict:
         raise UserError(f"bench ppo: TRL {trl.__version__} (from {Path(trl.__file__).parent}) has no PPOTrainer: "
                         f"{err}") from None
     timed_from, timed_to = workload.warmup, workload.warmup + workload.steps  # one global step per RL step
-    marks: dict[int, tuple[float, float]] = {}
-
-    class StepClock(TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step in (timed_from, timed_to):
-                marks[state.global_step] = (time.perf_counter(), time.process_time())
+    clock = StepClock(timed_from, timed_to)
 
     with tempfile.TemporaryDirectory(prefix="alinea-bench-trl-ppo-") as folder:
         model_dir, _ = write_workspace(workload, Path(folder))
@@ -353,12 +339,12 @@ def run_trl_ppo(workload: RLWorkload) -> dict:
         )
         trainer = PPOTrainer(args=config, processing_class=tokenizer, model=policy, ref_model=causal_lm(),
                              reward_model=scorer(), value_model=scorer(), train_dataset=dataset,
-                             callbacks=[StepClock()])
+                             callbacks=[clock.callback()])
         initial = snapshot_parameters(policy)
         rss_setup = peak_rss_mb()
         trainer.train()
         change = parameter_change(policy, initial)
-    elapsed, cpu = (end - begin for end, begin in zip(marks[timed_to], marks[timed_from], strict=True))
+    elapsed, cpu = clock.span()
     result = _side_result(workload, elapsed, cpu, None, change, rss_setup)  # TRL keeps no loss we could read
     result["library"] = f"trl {trl.__version__} PPOTrainer (trl.experimental.ppo)"
     return result
