@@ -56,18 +56,11 @@ def save_gpt2_reward_model(out_dir: Path, *, n_layer: int, n_embd: int, n_head: 
     """Write a randomly initialised GPT-2 reward model (sequence classification, one score) with the word-level
     tokenizer to `out_dir`: loadable by transformers' AutoModelForSequenceClassification and, through the neutral
     normalisation stored in its config (shift 0, scale 1), as an alinea reward model. Returns `out_dir`."""
-    import torch
     from transformers import GPT2ForSequenceClassification
 
     config = gpt2_config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab=vocab, n_positions=n_positions)
     config.alinea_reward = {"shift": [0.0], "scale": [1.0], "kind": "reward"}
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = GPT2ForSequenceClassification(config)
-    out_dir = Path(out_dir)
-    model.save_pretrained(str(out_dir), safe_serialization=True)
-    word_level_tokenizer(vocab, chat_template=CHAT_TEMPLATE).save_pretrained(str(out_dir))
-    return out_dir
+    return _save_random_model(GPT2ForSequenceClassification, config, out_dir, vocab=vocab, seed=seed)
 
 
 def word_level_tokenizer(vocab: int, *, chat_template: str | None = None):
@@ -112,16 +105,23 @@ def save_gpt2_lm(out_dir: Path, *, n_layer: int, n_embd: int, n_head: int, vocab
                  seed: int) -> Path:
     """Write a randomly initialised GPT-2 causal LM (the same weights for a given seed) and the word-level tokenizer
     (with `CHAT_TEMPLATE`) to `out_dir`, as any Hugging Face checkpoint directory; returns `out_dir`."""
-    import torch
     from transformers import GPT2LMHeadModel
 
     config = gpt2_config(n_layer=n_layer, n_embd=n_embd, n_head=n_head, vocab=vocab, n_positions=n_positions)
+    return _save_random_model(GPT2LMHeadModel, config, out_dir, vocab=vocab, seed=seed)
+
+
+def _save_random_model(model_class, config, out_dir: Path, *, vocab: int, seed: int) -> Path:
+    """`model_class(config)` initialised with `seed`, saved with the word-level tokenizer to `out_dir`."""
+    import torch
+
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = GPT2LMHeadModel(config)
-    model.generation_config.pad_token_id = PAD_ID
-    model.generation_config.eos_token_id = EOS_ID
-    model.generation_config.bos_token_id = EOS_ID
+        model = model_class(config)
+    if model.can_generate():
+        model.generation_config.pad_token_id = PAD_ID
+        model.generation_config.eos_token_id = EOS_ID
+        model.generation_config.bos_token_id = EOS_ID
     out_dir = Path(out_dir)
     model.save_pretrained(str(out_dir), safe_serialization=True)
     word_level_tokenizer(vocab, chat_template=CHAT_TEMPLATE).save_pretrained(str(out_dir))
