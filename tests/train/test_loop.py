@@ -102,3 +102,13 @@ def test_attention_without_cudnn_only_inside_the_block_and_only_on_a_gpu(monkeyp
     monkeypatch.setenv("ALINEA_CUDNN_SDP", "1")
     with attention_without_cudnn():
         assert torch.backends.cuda.cudnn_sdp_enabled()
+
+
+def test_keeping_freed_memory_is_asked_of_glibc():
+    import platform
+
+    from alinea.train.loop import keep_freed_memory
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt is glibc's")
+    assert keep_freed_memory() is True

@@ -586,10 +586,3 @@ def test_bench_step_is_one_adamw_step_on_the_bradley_terry_loss(fresh_accelerate
     change = (model.score.weight.detach().cpu() - head_before).abs()  # the step may move the model to a GPU
     assert torch.allclose(change, torch.full_like(change, lr), rtol=1e-3)
 
-
-def test_keeping_freed_memory_is_asked_of_glibc():
-    import platform
-
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        pytest.skip("mallopt is glibc's")
-    assert reward.keep_freed_memory() is True

@@ -99,9 +99,9 @@ def keep_freed_memory() -> bool:
     largest ones with fresh pages from the kernel (mmap) and returns freed memory at the top of its heap, so every
     step pays a page fault and a zero-fill per 4 KB page again: in `alinea bench reward`, 8,000 faults a step with
     torch's GEMMs and 40,000 (0.07 s of a 0.6 s step) with oneDNN's; in a PPO update of `alinea bench ppo`, 40,000
-    to 55,000 (5.0-5.2 s; none and 4.7-4.9 s with this). Every trainer calls it. With both thresholds raised, freed blocks are
-    reused, as PyTorch's caching allocator does on GPUs; peak memory stays about the same, but the process keeps it
-    until it exits. Applies to the whole process; a no-op (False) where the C library has no glibc `mallopt`.
+    to 55,000 (5.0-5.2 s; none and 4.7-4.9 s with this). `TrainStep` and `PolicyGradientTrainer` call it. With both
+    thresholds raised, freed blocks are reused, as PyTorch's caching allocator does on GPUs; peak memory stays about
+    the same, but the process keeps it until it exits. Applies to the whole process; a no-op (False) where the C library has no glibc `mallopt`.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -63,7 +63,7 @@ from alinea.model.reward import (
     shared_prefix_rewards,
     supports_shared_prefix,
 )
-from alinea.train.loop import TrainResult, keep_freed_memory, train_loop
+from alinea.train.loop import TrainResult, train_loop
 from alinea.train.padding import right_pad
 from alinea.train.sft import encode_conversation
 
@@ -477,7 +477,6 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None, out: str | Path 
         cfg = RunDir.open(resume, stage="reward").config()
     rcfg = cfg.reward
     _check_options(rcfg)
-    keep_freed_memory()
     if not rcfg.model:
         raise UserError("reward.model: expected a checkpoint directory (an SFT run's final/ or a base model).")
     model, tokenizer = build_reward_model(rcfg.model, ensemble=rcfg.ensemble, seed=rcfg.seed)
@@ -612,14 +611,13 @@ def pairwise_bench_step(model, *, lr: float):
     (B, T), right-padded. It runs exactly what `alinea reward train` runs for comparisons: the pairs become
     comparison examples, `collate` batches them (packing each pair around its shared prompt), and `TrainStep` with
     `RewardLoss` does the forward (the shared-prefix one where the model allows it), Bradley-Terry without ties or
-    margins, backward, clipping at norm 1 and fused AdamW, in a process that keeps freed memory
-    (`keep_freed_memory`). Settings as the baseline's (TRL's `RewardTrainer` with the transformers defaults): fp32,
+    margins, backward, clipping at norm 1 and fused AdamW, in a process that keeps freed memory (`TrainStep` calls
+    `keep_freed_memory`). Settings as the baseline's (TRL's `RewardTrainer` with the transformers defaults): fp32,
     no weight decay, betas (0.9, 0.999); the learning rate stays at `lr` (TRL's decays linearly to 0 over the run,
     which costs nothing either way).
     """
     from alinea.train.loop import TrainStep
 
-    keep_freed_memory()
     cfg = RewardConfig(lr=lr, warmup_steps=0, max_steps=10**9, tie_model="skip", use_strength=False, grad_clip=1.0,
                        precision="fp32", weight_decay=0.0, adam_beta2=0.999)
     loss_module = RewardLoss(model, cfg, n_annotators=0, n_levels=2)
