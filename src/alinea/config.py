@@ -140,7 +140,7 @@ class RewardConfig(TrainConfig):
     model: str = _f("", "Checkpoint to start from (an SFT or base model directory); its tokenizer comes along.")
     data: list = _f(["runs/demo-data/feedback.jsonl"], "JSONL feedback files (comparison, ranking, rating, thumb).")
     reference: str = _f("", "Demonstrations whose responses define reward 0 / std 1 (empty: all training responses).")
-    eval_fraction: float = _f(0.1, "Share of records held out for accuracy, calibration and loss.")
+    eval_fraction: float = _f(0.1, "Share of records held out for accuracy, calibration and loss, whole prompts at a time.")
     max_len: int = _f(256, "Longest prompt + response; longer prompts are cut from the left, the response is kept.")
     ensemble: int = _f(1, "Reward heads on a shared trunk, each trained on its own bootstrap of the records.")
     tie_model: str = _f("rao-kupper", "How ties are scored: rao-kupper, davidson, or skip.")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,7 @@ class RewardExample:
     target: float = 0.0  # rating: scaled mean rating; thumb: 1.0 up, 0.0 down
     level: int = 0  # rating: ordinal level (0-based)
     bootstrap: list[float] = field(default_factory=lambda: [1.0])
+    group: int = -1  # the prompt's index among the distinct prompts: held-out examples are whole groups
 
 
 class Encoder:
@@ -122,8 +124,11 @@ def encode_records(records, tokenizer, cfg: RewardConfig, annotators: dict[str, 
     examples: list[RewardExample] = []
     counts: Counter[str] = Counter()
     levels_seen = 0
+    prompts: dict[str, int] = {}
     for record in records:
         prompt = record.prompt_messages()
+        group = prompts.setdefault(json.dumps(prompt, sort_keys=True, ensure_ascii=False), len(prompts))
+        first = len(examples)
         annotator = annotators.setdefault(record.annotator, len(annotators)) if record.annotator else -1
         if isinstance(record, Comparison):
             if record.response_a.strip() == record.response_b.strip():
@@ -163,8 +168,38 @@ def encode_records(records, tokenizer, cfg: RewardConfig, annotators: dict[str, 
             examples.append(RewardExample("thumb", [encoder.sequence(prompt, record.response)], annotator, target=up))
         else:
             counts[f"{record.record_type} record (not feedback)"] += 1
+        for example in examples[first:]:
+            example.group = group
     counts.update(encoder.counts)
     return examples, counts, levels_seen
+
+
+def held_out_split(groups: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(eval indices, train indices) of examples whose prompt groups are `groups`: whole groups are held out, in a
+    seeded random order, until about `fraction` of the examples are, leaving at least 2 training examples. A prompt
+    judged several times (several annotators, several answer pairs) is then never on both sides, so held-out accuracy
+    and calibration measure prompts the model has not seen. When no group can be held out (one prompt for nearly
+    everything), single examples are, as when every prompt is distinct."""
+    if not fraction or len(groups) < 3:
+        return [], list(range(len(groups)))
+    members: dict[int, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    order = list(members)
+    np.random.default_rng(seed).shuffle(order)
+    target = max(1, int(round(len(groups) * fraction)))
+    held: list[int] = []
+    for group in order:
+        if held and (len(held) >= target or len(groups) - len(held) - len(members[group]) < 2):
+            break
+        if len(groups) - len(members[group]) < 2:
+            continue
+        held.extend(members[group])
+    if not held:
+        order = np.random.default_rng(seed).permutation(len(groups)).tolist()
+        held = order[: min(max(1, int(round(len(groups) * fraction))), len(groups) - 2)]
+    chosen = set(held)
+    return sorted(held), [i for i in range(len(groups)) if i not in chosen]
 
 
 def assign_bootstrap(examples: list[RewardExample], heads: int, seed: int) -> None:
@@ -486,10 +521,10 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None, out: str | Path 
     skipped.update(counts)
     if len(examples) < 4:
         raise UserError(f"reward.data: only {len(examples)} usable feedback examples; need at least 4.")
-    order = np.random.default_rng(rcfg.seed).permutation(len(examples))
-    n_eval = min(max(1, int(round(len(examples) * rcfg.eval_fraction))), len(examples) - 2) if rcfg.eval_fraction else 0
-    eval_examples = [examples[i] for i in order[:n_eval]]
-    train_examples = [examples[i] for i in order[n_eval:]]
+    held, kept = held_out_split([example.group for example in examples], rcfg.eval_fraction, rcfg.seed)
+    eval_examples = [examples[i] for i in held]
+    train_examples = [examples[i] for i in kept]
+    n_eval = len(eval_examples)
     assign_bootstrap(train_examples, rcfg.ensemble, rcfg.seed)
     pad_id = tokenizer.pad_token_id
     eval_batches = [collate(eval_examples[i : i + rcfg.batch_size], pad_id) for i in range(0, n_eval, rcfg.batch_size)]
