@@ -82,6 +82,8 @@ def test_the_workload_derives_epochs_updates_and_beta_per_algorithm():
         RLWorkload(algorithm="rloo", batch=32, minibatch=6).check()
     with pytest.raises(UserError, match="unknown RL algorithm"):
         RLWorkload(algorithm="a2c").check()
+    with pytest.raises(UserError, match="precision 'fp16'; expected fp32 or bf16"):
+        RLWorkload(algorithm="ppo", precision="fp16").check()
 
 
 def test_our_config_does_the_workload(tmp_path):
@@ -93,6 +95,8 @@ def test_our_config_does_the_workload(tmp_path):
     assert section.temperature == 1.0 and section.top_p == 1.0 and section.kl_coef == 0.04
     assert section.rewards == [bench_rl_module.BENCH_REWARD] and not section.penalise_missing_eos
     assert section.precision == "fp32"
+    bf16 = ours_config(RLWorkload(algorithm="ppo", precision="bf16"), tmp_path / "model", tmp_path / "p.jsonl", tmp_path)
+    assert bf16.ppo.precision == "bf16"
 
 
 def test_our_ppo_config_reads_the_reward_model_and_trains_the_critic_at_the_policys_rate(tmp_path):
@@ -229,7 +233,10 @@ def test_the_cli_prints_the_benchmark_json(monkeypatch):
     out = CliRunner().invoke(app, ["bench", "grpo", "--json", "--steps", "2"])
     assert out.exit_code == 0, out.output
     assert json.loads(out.output.strip().splitlines()[-1])["ratio"] == 2.0
-    assert calls[0].algorithm == "grpo" and calls[0].steps == 2
+    assert calls[0].algorithm == "grpo" and calls[0].steps == 2 and calls[0].precision == "fp32"
+    out = CliRunner().invoke(app, ["bench", "ppo", "--json", "--precision", "bf16"])
+    assert out.exit_code == 0, out.output
+    assert calls[-1].algorithm == "ppo" and calls[-1].precision == "bf16"
     monkeypatch.setattr(bench_dpo_module, "bench_dpo", lambda workload, rounds=1: {**fake_bench(workload),
                                                                                     "unit": "pairs/s"})
     out = CliRunner().invoke(app, ["bench", "dpo", "--steps", "3"])

@@ -15,9 +15,9 @@ the loss). Epochs: RLOO and GRPO 1 (TRL's `num_iterations` default), PPO 4.
   (plain strings: the word-level tokenizer maps each to the same 64 ids) and the same reward function, configured
   for the same work: `per_device_train_batch_size` = minibatch, `steps_per_generation` = batch / minibatch (one
   generation of 32 per 4 optimizer steps), `num_generations` = k, `max_completion_length` = 64, `num_iterations` =
-  epochs, the same learning rate, beta and temperature. bf16 is off (TRL's default is on; this CPU has no native
-  bf16) and so is gradient checkpointing (TRL turns it on by default; it recomputes activations, which is slower)
-  unless `baseline_gradient_checkpointing`. TRL samples with transformers' `generate`, we with our sampler: that
+  epochs, the same learning rate, beta and temperature. bf16 is off by default (TRL's default is on); `precision =
+  "bf16"` turns on each side's own bf16 mode, for CPUs with native bf16. Gradient checkpointing is off (TRL turns it
+  on by default; it recomputes activations, which is slower) unless `baseline_gradient_checkpointing`. TRL samples with transformers' `generate`, we with our sampler: that
   difference is part of what is compared.
 - PPO scores answers with a reward model instead of the Python reward on both sides (TRL's PPO takes nothing else):
   a randomly initialised GPT-2 of the same size with one score (`save_gpt2_reward_model`), which also initialises
@@ -127,6 +127,9 @@ class RLWorkload:
     """Sampling temperature (also applied to the logits of the log-probs, on both sides)."""
     baseline_gradient_checkpointing: bool = False
     """TRL's default is True (recompute activations: slower, less memory); off = the same work as ours."""
+    precision: str = "fp32"
+    """fp32, or bf16: each side's bf16 mode (ours `precision = "bf16"`, autocast; TRL `bf16 = True`); worth it only
+    on a CPU with native bf16 (avx512_bf16 or AMX)."""
     trl_ppo: str = ""
     """PPO: a folder holding TRL 1.12, the last release with a PPOTrainer (pip install --no-deps --target DIR
     trl==1.12.0), imported by the baseline side; empty = no PPO baseline."""
@@ -160,6 +163,8 @@ class RLWorkload:
         if self.batch % self.minibatch or self.batch % self.answers_per_prompt:
             raise UserError(f"bench {self.algorithm}: batch {self.batch} must be a multiple of minibatch "
                             f"{self.minibatch} and of k {self.answers_per_prompt}.")
+        if self.precision not in ("fp32", "bf16"):
+            raise UserError(f"bench {self.algorithm}: precision {self.precision!r}; expected fp32 or bf16.")
         if self.steps < 1 or self.warmup < 1:
             raise UserError("bench: steps and warmup must be at least 1 (TRL is timed from the end of a warm-up step).")
 
@@ -212,7 +217,7 @@ def ours_config(workload: RLWorkload, model_dir: Path, prompts: Path, runs_dir: 
         max_new_tokens=workload.response_len, temperature=workload.temperature, top_p=1.0,
         generation_batch_size=workload.batch, penalise_missing_eos=False, kl_coef=workload.kl_coef,
         adaptive_kl=False, kl_stop=0.0, lr=workload.lr, warmup_steps=0, grad_clip=1.0, epochs=workload.n_epochs,
-        minibatch_size=workload.minibatch, precision="fp32", save_every=0, runs_dir=str(runs_dir),
+        minibatch_size=workload.minibatch, precision=workload.precision, save_every=0, runs_dir=str(runs_dir),
     )
     if isinstance(section, GroupRLConfig):
         settings["k"] = workload.k
@@ -282,7 +287,7 @@ def run_baseline(workload: RLWorkload) -> dict:
             temperature=workload.temperature, top_p=1.0, top_k=0, beta=workload.kl_coef,
             learning_rate=workload.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
             max_grad_norm=1.0, max_steps=timed_to, seed=workload.seed, data_seed=workload.seed, use_cpu=True,
-            bf16=False, fp16=False, gradient_checkpointing=workload.baseline_gradient_checkpointing,
+            bf16=workload.precision == "bf16", fp16=False, gradient_checkpointing=workload.baseline_gradient_checkpointing,
             disable_dropout=True, eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none",
             disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=False,
         )
@@ -332,7 +337,7 @@ def run_trl_ppo(workload: RLWorkload) -> dict:
             local_rollout_forward_batch_size=workload.batch, response_length=workload.response_len,
             stop_token="eos", temperature=workload.temperature, kl_coef=workload.kl_coef, kl_estimator="k1",
             learning_rate=workload.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-            max_grad_norm=1.0, seed=workload.seed, data_seed=workload.seed, use_cpu=True, bf16=False, fp16=False,
+            max_grad_norm=1.0, seed=workload.seed, data_seed=workload.seed, use_cpu=True, bf16=workload.precision == "bf16", fp16=False,
             gradient_checkpointing=workload.baseline_gradient_checkpointing, num_sample_generations=0,
             eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
             dataloader_num_workers=0, dataloader_pin_memory=False,
@@ -437,7 +442,7 @@ def bench_rl(workload: RLWorkload | None = None, *, rounds: int = 1) -> dict:
             "reward": "a reward model: GPT-2 of the same size, random init, one score (also the critic's start)"
                       if workload.algorithm == "ppo" else BENCH_REWARD,
             "device": "cpu",
-            "precision": "fp32",
+            "precision": workload.precision,
             "rounds": rounds,
             "baseline_library": baseline_text,
             "phases": "ours, seconds per RL step (median over rounds)",

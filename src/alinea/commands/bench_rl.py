@@ -14,6 +14,10 @@ JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON object {ours, baseline, unit, ratio, peak_rss_mb, ...}.")
 ]
 RLStepsOpt = Annotated[int, typer.Option("--steps", min=1, help="Timed RL steps per side (after one warm-up step).")]
+PrecisionOpt = Annotated[
+    str, typer.Option("--precision", help="fp32, or bf16: each side in its own bf16 mode (ours precision=bf16, TRL "
+                                          "bf16=True); for CPUs with native bf16 (avx512_bf16, AMX).")
+]
 DPOStepsOpt = Annotated[
     int, typer.Option("--steps", min=1, help="Timed optimizer steps per side (after one warm-up step).")
 ]
@@ -47,15 +51,17 @@ TrlPPOOpt = Annotated[
 
 def _rl_command(algorithm: str, summary: str):
     if algorithm == "ppo":
-        def command(as_json: JsonOpt = False, steps: RLStepsOpt = 3, trl_ppo: TrlPPOOpt = "") -> None:
+        def command(as_json: JsonOpt = False, steps: RLStepsOpt = 3, trl_ppo: TrlPPOOpt = "",
+                    precision: PrecisionOpt = "fp32") -> None:
             from alinea.bench.rl import RLWorkload, bench_rl
 
-            _print(bench_rl(RLWorkload(algorithm=algorithm, steps=steps, trl_ppo=trl_ppo)), as_json)
+            _print(bench_rl(RLWorkload(algorithm=algorithm, steps=steps, trl_ppo=trl_ppo, precision=precision)),
+                   as_json)
     else:
-        def command(as_json: JsonOpt = False, steps: RLStepsOpt = 3) -> None:
+        def command(as_json: JsonOpt = False, steps: RLStepsOpt = 3, precision: PrecisionOpt = "fp32") -> None:
             from alinea.bench.rl import RLWorkload, bench_rl
 
-            _print(bench_rl(RLWorkload(algorithm=algorithm, steps=steps)), as_json)
+            _print(bench_rl(RLWorkload(algorithm=algorithm, steps=steps, precision=precision)), as_json)
 
     if algorithm == "ppo":
         what = ("4 epochs in minibatches of 8, a reward model of the same size (also the critic's start)",
