@@ -17,8 +17,8 @@ the loss). Epochs: RLOO and GRPO 1 (TRL's `num_iterations` default), PPO 4.
   generation of 32 per 4 optimizer steps), `num_generations` = k, `max_completion_length` = 64, `num_iterations` =
   epochs, the same learning rate, beta and temperature. bf16 is off by default (TRL's default is on); `precision =
   "bf16"` turns on each side's own bf16 mode, for CPUs with native bf16. Gradient checkpointing is off (TRL turns it
-  on by default; it recomputes activations, which is slower) unless `baseline_gradient_checkpointing`. TRL samples with transformers' `generate`, we with our sampler: that
-  difference is part of what is compared.
+  on by default; it recomputes activations, which is slower) unless `baseline_gradient_checkpointing`. TRL samples
+  with transformers' `generate`, we with our sampler: that difference is part of what is compared.
 - PPO scores answers with a reward model instead of the Python reward on both sides (TRL's PPO takes nothing else):
   a randomly initialised GPT-2 of the same size with one score (`save_gpt2_reward_model`), which also initialises
   the critic on both sides; 4 epochs of minibatches of 8, one optimizer for policy and critic with the same learning
@@ -287,8 +287,9 @@ def run_baseline(workload: RLWorkload) -> dict:
             temperature=workload.temperature, top_p=1.0, top_k=0, beta=workload.kl_coef,
             learning_rate=workload.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
             max_grad_norm=1.0, max_steps=timed_to, seed=workload.seed, data_seed=workload.seed, use_cpu=True,
-            bf16=workload.precision == "bf16", fp16=False, gradient_checkpointing=workload.baseline_gradient_checkpointing,
-            disable_dropout=True, eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none",
+            bf16=workload.precision == "bf16", fp16=False,
+            gradient_checkpointing=workload.baseline_gradient_checkpointing, disable_dropout=True,
+            eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none",
             disable_tqdm=True, dataloader_num_workers=0, dataloader_pin_memory=False,
         )
         trainer = Trainer(model=model, reward_funcs=even_token_share, args=config, train_dataset=dataset,
@@ -337,7 +338,8 @@ def run_trl_ppo(workload: RLWorkload) -> dict:
             local_rollout_forward_batch_size=workload.batch, response_length=workload.response_len,
             stop_token="eos", temperature=workload.temperature, kl_coef=workload.kl_coef, kl_estimator="k1",
             learning_rate=workload.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
-            max_grad_norm=1.0, seed=workload.seed, data_seed=workload.seed, use_cpu=True, bf16=workload.precision == "bf16", fp16=False,
+            max_grad_norm=1.0, seed=workload.seed, data_seed=workload.seed, use_cpu=True,
+            bf16=workload.precision == "bf16", fp16=False,
             gradient_checkpointing=workload.baseline_gradient_checkpointing, num_sample_generations=0,
             eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
             dataloader_num_workers=0, dataloader_pin_memory=False,
