@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from alinea.data.jsonl import read_records, write_records
 from alinea.data.records import Comparison, Demonstration, Prompt
-from alinea.data.split import group_key, split_records
+from alinea.data.split import group_key, held_out_split, split_records
 from alinea.errors import UserError
 
 
@@ -125,3 +126,37 @@ def test_data_split_cli_reports_bad_input_without_a_traceback(run_cli, tmp_path)
     bad.write_text('{"type": "comparison", "prompt": "q"}\n', encoding="utf-8")
     code, stdout, stderr = run_cli("data", "split", bad, "-o", tmp_path / "s")
     assert code == 2 and f"{bad}:1: response_a" in " ".join(stderr.split())
+
+
+def test_held_out_split_keeps_each_prompt_on_one_side():
+    groups = [g for g in range(20) for _ in range(3)]  # 20 prompts, each judged 3 times
+    held, kept = held_out_split(groups, 0.1, seed=0)
+    assert sorted(held + kept) == list(range(60))
+    assert len(held) == 6  # 2 whole prompts: 10% of 60 examples
+    assert {groups[i] for i in held}.isdisjoint({groups[i] for i in kept})
+    assert held_out_split(groups, 0.1, seed=0) == (held, kept)
+    assert held_out_split(groups, 0.1, seed=1) != (held, kept)
+    # a group that would overshoot is still taken whole; at least 2 training examples stay
+    held, kept = held_out_split([0, 0, 0, 0, 1, 2], 0.2, seed=3)
+    assert len(kept) >= 2 and {0, 1, 2} >= {[0, 0, 0, 0, 1, 2][i] for i in held}
+    assert held_out_split([0] * 10, 0.0, seed=0) == ([], list(range(10)))
+
+
+def test_held_out_split_with_distinct_prompts_is_a_seeded_permutation():
+    held, kept = held_out_split(list(range(50)), 0.2, seed=4)
+    order = np.random.default_rng(4).permutation(50).tolist()
+    assert held == sorted(order[:10]) and len(kept) == 40
+
+
+def test_held_out_split_leaves_min_train_examples():
+    assert held_out_split([0, 1], 0.5, seed=0, min_train=1)[0] in ([0], [1])
+    assert held_out_split([0, 1], 0.5, seed=0) == ([], [0, 1])  # min_train 2: nothing to hold out
+    held, kept = held_out_split([0, 0], 0.5, seed=0, min_train=1)  # one prompt: single examples
+    assert len(held) == 1 and len(kept) == 1
+
+
+def test_held_out_split_falls_back_to_examples_when_one_prompt_holds_all():
+    held, kept = held_out_split([0] * 10, 0.2, seed=0)
+    assert len(held) == 2 and len(kept) == 8
+    held, kept = held_out_split([0] * 9 + [1], 0.2, seed=0)  # the small prompt is held out, the big one cannot be
+    assert held == [9] and len(kept) == 9

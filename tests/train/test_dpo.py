@@ -51,6 +51,15 @@ def test_policy_equal_to_reference_gives_log_two(pretrained_dir):
     assert float(logps[0].detach()) == pytest.approx(encoded[0].ref_chosen, abs=1e-4)
 
 
+def test_pairs_of_one_prompt_share_a_group(pretrained_dir):
+    _, tokenizer = load_model_and_tokenizer(pretrained_dir)
+    hi, bye = [{"role": "user", "content": "Say hi"}], [{"role": "user", "content": "Say bye"}]
+    pairs = [dpo.PreferencePair(hi, "hello", "go away"), dpo.PreferencePair(bye, "bye", "what"),
+             dpo.PreferencePair(hi, "hi there", "no")]
+    encoded, _ = dpo.encode_pairs(pairs, tokenizer, 64)
+    assert [pair.group for pair in encoded] == [0, 1, 0]
+
+
 def test_dpo_config_errors(pretrained_dir, tmp_path):
     cfg = load_config(None, [f"dpo.model={pretrained_dir}", f"dpo.runs_dir={tmp_path}", "dpo.loss=hinge"])
     with pytest.raises(UserError, match="dpo.loss: expected sigmoid or ipo"):
@@ -97,7 +106,9 @@ def test_dpo_learns_pairs_built_from_a_reward(loss, rl_policy_dir, demo_data, tm
     evals = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in evals if r["split"] == "eval"]
     assert evals[-1]["reward_margin"] > 0
-    assert evals[-1]["reward_accuracy"] > 0.7  # held-out pairs
+    # held-out pairs: about 15, of prompts never trained on (each prompt's pairs are on one side; with single pairs
+    # held out, most of their prompts were also trained on, and this read > 0.7)
+    assert evals[-1]["reward_accuracy"] > 0.6, evals[-1]
     trained, _ = load_model_and_tokenizer(result.final_dir)
     after = _target_share(trained, tokenizer, prompt_set, rewards, seed=7)
     assert after > before + 0.15, (before, after)

@@ -24,14 +24,7 @@ from alinea.errors import UserError
 from alinea.model.reward import load_reward_model
 from alinea.model.tokenizer import END_OF_TURN
 from alinea.train import reward
-from alinea.train.reward import (
-    RewardExample,
-    RewardLoss,
-    assign_bootstrap,
-    collate,
-    encode_records,
-    held_out_split,
-)
+from alinea.train.reward import RewardExample, RewardLoss, assign_bootstrap, collate, encode_records
 from alinea.train.runs import RunDir
 from tests.conftest import NOUNS, excellent_comparisons, tiny_overrides
 
@@ -133,27 +126,6 @@ def test_examples_of_one_prompt_share_a_group(tokenizer):
     ]
     examples, _, _ = encode_records(records, tokenizer, RewardConfig(), {})
     assert [e.group for e in examples] == [0, 1, 0, 0]
-
-
-def test_held_out_split_keeps_each_prompt_on_one_side():
-    groups = [g for g in range(20) for _ in range(3)]  # 20 prompts, each judged 3 times
-    held, kept = held_out_split(groups, 0.1, seed=0)
-    assert sorted(held + kept) == list(range(60))
-    assert len(held) == 6  # 2 whole prompts: 10% of 60 examples
-    assert {groups[i] for i in held}.isdisjoint({groups[i] for i in kept})
-    assert held_out_split(groups, 0.1, seed=0) == (held, kept)
-    assert held_out_split(groups, 0.1, seed=1) != (held, kept)
-    # a group that would overshoot is still taken whole; at least 2 training examples stay
-    held, kept = held_out_split([0, 0, 0, 0, 1, 2], 0.2, seed=3)
-    assert len(kept) >= 2 and {0, 1, 2} >= {[0, 0, 0, 0, 1, 2][i] for i in held}
-    assert held_out_split([0] * 10, 0.0, seed=0) == ([], list(range(10)))
-
-
-def test_held_out_split_falls_back_to_examples_when_one_prompt_holds_all():
-    held, kept = held_out_split([0] * 10, 0.2, seed=0)
-    assert len(held) == 2 and len(kept) == 8
-    held, kept = held_out_split([0] * 9 + [1], 0.2, seed=0)  # the small prompt is held out, the big one cannot be
-    assert held == [9] and len(kept) == 9
 
 
 def test_invert_reads_every_judgment_upside_down(tokenizer):

@@ -23,11 +23,11 @@ import copy
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from alinea.config import AlineaConfig, DPOConfig
+from alinea.data.split import held_out_split, prompt_group_key
 from alinea.errors import UserError
 from alinea.losses import IGNORE_INDEX, dpo_loss, shift_for_next_token
 from alinea.model.causal_lm import load_model, load_model_and_tokenizer
@@ -50,6 +50,7 @@ class EncodedPair:
     rejected: EncodedConversation
     ref_chosen: float = 0.0
     ref_rejected: float = 0.0
+    group: int = -1  # the prompt's index among the distinct prompts: held-out pairs are whole prompts
 
 
 @dataclass
@@ -91,6 +92,7 @@ def pairs_from_records(records) -> tuple[list[PreferencePair], dict[str, int]]:
 
 def encode_pairs(pairs: list[PreferencePair], tokenizer, max_len: int) -> tuple[list[EncodedPair], int]:
     encoded, dropped = [], 0
+    prompts: dict[str, int] = {}
     for pair in pairs:
         chosen = truncate(encode_conversation(tokenizer, pair.prompt + [{"role": "assistant", "content": pair.chosen}]), max_len)
         rejected = truncate(
@@ -99,7 +101,8 @@ def encode_pairs(pairs: list[PreferencePair], tokenizer, max_len: int) -> tuple[
         if chosen is None or rejected is None:
             dropped += 1
             continue
-        encoded.append(EncodedPair(chosen, rejected))
+        group = prompts.setdefault(prompt_group_key(pair.prompt), len(prompts))
+        encoded.append(EncodedPair(chosen, rejected, group=group))
     return encoded, dropped
 
 
@@ -313,10 +316,9 @@ def run(cfg: AlineaConfig, *, resume: str | Path | None = None, out: str | Path 
     pad_id = tokenizer.pad_token_id
     fill_reference_logps(reference, encoded, pad_id, batch_size=max(dcfg.batch_size, 8), average=dcfg.loss == "ipo")
     del reference
-    order = np.random.default_rng(dcfg.seed).permutation(len(encoded))
-    n_eval = min(max(1, int(round(len(encoded) * dcfg.eval_fraction))), len(encoded) - 1) if dcfg.eval_fraction > 0 else 0
-    eval_pairs = [encoded[i] for i in order[:n_eval]]
-    train_pairs = [encoded[i] for i in order[n_eval:]]
+    held, kept = held_out_split([pair.group for pair in encoded], max(dcfg.eval_fraction, 0.0), dcfg.seed, min_train=1)
+    eval_pairs = [encoded[i] for i in held]
+    train_pairs = [encoded[i] for i in kept]
     eval_batches = [collate_pairs(eval_pairs[i : i + dcfg.batch_size], pad_id) for i in range(0, len(eval_pairs), dcfg.batch_size)]
     if dcfg.eval_batches:
         eval_batches = eval_batches[: dcfg.eval_batches * num_processes()]

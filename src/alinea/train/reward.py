@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from torch import nn
 from alinea.config import AlineaConfig, RewardConfig
 from alinea.data.jsonl import read_records, validate_file
 from alinea.data.records import Comparison, Demonstration, Ranking, Rating, Thumb
+from alinea.data.split import held_out_split, prompt_group_key
 from alinea.errors import UserError
 from alinea.losses import (
     bradley_terry_loss,
@@ -127,7 +127,7 @@ def encode_records(records, tokenizer, cfg: RewardConfig, annotators: dict[str, 
     prompts: dict[str, int] = {}
     for record in records:
         prompt = record.prompt_messages()
-        group = prompts.setdefault(json.dumps(prompt, sort_keys=True, ensure_ascii=False), len(prompts))
+        group = prompts.setdefault(prompt_group_key(prompt), len(prompts))
         first = len(examples)
         annotator = annotators.setdefault(record.annotator, len(annotators)) if record.annotator else -1
         if isinstance(record, Comparison):
@@ -172,34 +172,6 @@ def encode_records(records, tokenizer, cfg: RewardConfig, annotators: dict[str, 
             example.group = group
     counts.update(encoder.counts)
     return examples, counts, levels_seen
-
-
-def held_out_split(groups: Sequence[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(eval indices, train indices) of examples whose prompt groups are `groups`: whole groups are held out, in a
-    seeded random order, until about `fraction` of the examples are, leaving at least 2 training examples. A prompt
-    judged several times (several annotators, several answer pairs) is then never on both sides, so held-out accuracy
-    and calibration measure prompts the model has not seen. When no group can be held out (one prompt for nearly
-    everything), single examples are, as when every prompt is distinct."""
-    if not fraction or len(groups) < 3:
-        return [], list(range(len(groups)))
-    members: dict[int, list[int]] = {}
-    for index, group in enumerate(groups):
-        members.setdefault(group, []).append(index)
-    order = list(members)
-    np.random.default_rng(seed).shuffle(order)
-    target = max(1, int(round(len(groups) * fraction)))
-    held: list[int] = []
-    for group in order:
-        if held and (len(held) >= target or len(groups) - len(held) - len(members[group]) < 2):
-            break
-        if len(groups) - len(members[group]) < 2:
-            continue
-        held.extend(members[group])
-    if not held:
-        order = np.random.default_rng(seed).permutation(len(groups)).tolist()
-        held = order[: min(max(1, int(round(len(groups) * fraction))), len(groups) - 2)]
-    chosen = set(held)
-    return sorted(held), [i for i in range(len(groups)) if i not in chosen]
 
 
 def assign_bootstrap(examples: list[RewardExample], heads: int, seed: int) -> None:
