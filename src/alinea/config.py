@@ -249,7 +249,7 @@ class DPOConfig(TrainConfig):
     loss: str = _f("sigmoid", "sigmoid (DPO) or ipo (Azar et al. 2023).")
     beta: float = _f(0.1, "DPO beta (IPO tau).")
     label_smoothing: float = _f(0.0, "Conservative DPO: assumed share of flipped labels, in [0, 0.5).")
-    eval_fraction: float = _f(0.1, "Share of pairs held out for eval loss and reward accuracy.")
+    eval_fraction: float = _f(0.1, "Share of pairs held out for eval loss and reward accuracy, whole prompts at a time.")
     max_len: int = _f(256, "Longest prompt + answer; longer prompts are cut from the left, the answer is kept.")
     lora: bool = _f(False, "Train LoRA adapters (peft) instead of all weights.")
     lora_r: int = _f(8, "LoRA rank.")
