@@ -7,6 +7,7 @@ end-to-end tests start both sides in their own processes (TRL from the `bench` e
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -173,6 +174,12 @@ def test_a_missing_trl_is_a_user_error_except_for_ppo(monkeypatch):
         bench_dpo(TINY_DPO)
 
 
+def test_an_unknown_precision_is_refused_before_any_side_starts(monkeypatch):
+    monkeypatch.setattr(bench_dpo_module, "_run_side", lambda side, workload: pytest.fail("no side may start"))
+    with pytest.raises(UserError, match="bench dpo: precision 'fp16'; expected fp32 or bf16"):
+        bench_dpo(dataclasses.replace(TINY_DPO, precision="fp16"))
+
+
 def test_ppo_reports_ours_with_a_null_baseline(monkeypatch):
     seen = []
 
@@ -241,7 +248,10 @@ def test_the_cli_prints_the_benchmark_json(monkeypatch):
                                                                                     "unit": "pairs/s"})
     out = CliRunner().invoke(app, ["bench", "dpo", "--steps", "3"])
     assert out.exit_code == 0, out.output
-    assert "ratio 2.00" in out.output and calls[-1].steps == 3
+    assert "ratio 2.00" in out.output and calls[-1].steps == 3 and calls[-1].precision == "fp32"
+    out = CliRunner().invoke(app, ["bench", "dpo", "--precision", "bf16"])
+    assert out.exit_code == 0, out.output
+    assert calls[-1].precision == "bf16"
 
 
 # ---------------------------------------------------------------------------------------------------------------------

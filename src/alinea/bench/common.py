@@ -207,3 +207,13 @@ def parameter_change(model, initial: dict) -> float:
 def snapshot_parameters(model) -> dict:
     """A copy of every trainable parameter, by name (for `parameter_change`)."""
     return {name: p.detach().cpu().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
+PRECISIONS = ("fp32", "bf16")
+"""The training benchmarks' `precision`: fp32, or bf16 = each side's own bf16 mode (ours `precision = "bf16"`,
+autocast with fp32 master weights; TRL `bf16 = True`), worth it only on a CPU with native bf16."""
+
+
+def check_precision(bench: str, precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise UserError(f"bench {bench}: precision {precision!r}; expected {' or '.join(PRECISIONS)}.")

@@ -13,8 +13,9 @@ learning rate with betas (0.9, 0.999), no weight decay, gradient clipping at 1.
 - "baseline" is `trl.DPOTrainer.train()` (the `bench` extra) on a `datasets.Dataset` of the same pairs as text
   (`prompt`, `chosen`, `rejected`; the word-level tokenizer maps them to the same ids), with TRL's default of a
   reference forward at every step (`precompute_ref_log_probs=False`). Evaluation, saving and logging are off, as are
-  bf16 (TRL's default is on; this CPU has no native bf16) and gradient checkpointing (TRL's default is on; it
-  recomputes activations) unless `baseline_gradient_checkpointing`.
+  bf16 (TRL's default is on; `precision = "bf16"` turns on each side's own bf16 mode, for CPUs with native bf16)
+  and gradient checkpointing (TRL's default is on; it recomputes activations) unless
+  `baseline_gradient_checkpointing`.
 
 Each side runs in a fresh Python process (peak RSS of its own); `warmup` steps are untimed; TRL is timed from the end
 of its step `warmup` to the end of the last step (`TrainerCallback.on_step_end`), with its data loading and collation.
@@ -38,6 +39,7 @@ from alinea.bench.common import (
     FIRST_WORD_ID,
     PAD_ID,
     StepClock,
+    check_precision,
     machine_load,
     parameter_change,
     peak_rss_mb,
@@ -86,6 +88,8 @@ class DPOWorkload:
     """DPO beta of both sides."""
     baseline_gradient_checkpointing: bool = False
     """TRL's DPOConfig defaults to True (recompute activations: slower, less memory); off = the same work as ours."""
+    precision: str = "fp32"
+    """fp32, or bf16: each side's own bf16 mode (`common.PRECISIONS`)."""
 
     @property
     def n_pairs(self) -> int:
@@ -150,7 +154,7 @@ def run_ours(workload: DPOWorkload) -> dict:
     fuse_activations(reference)
     cfg = DPOConfig(
         lr=workload.lr, batch_size=workload.batch_pairs, warmup_steps=0, max_steps=10**9, beta=workload.beta,
-        weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.999, grad_clip=1.0, precision="fp32", seed=workload.seed,
+        weight_decay=0.0, adam_beta1=0.9, adam_beta2=0.999, grad_clip=1.0, precision=workload.precision, seed=workload.seed,
     )
     trainer = TrainStep(model, cfg, loss_module=DPOLoss(model, cfg))
     initial = snapshot_parameters(model)
@@ -194,7 +198,8 @@ def run_baseline(workload: DPOWorkload) -> dict:
             max_steps=timed_to, learning_rate=workload.lr, lr_scheduler_type="constant", warmup_steps=0,
             weight_decay=0.0, max_grad_norm=1.0, beta=workload.beta, loss_type=["sigmoid"],
             max_length=workload.prompt_len + workload.response_len, seed=workload.seed, data_seed=workload.seed,
-            use_cpu=True, bf16=False, fp16=False, gradient_checkpointing=workload.baseline_gradient_checkpointing,
+            use_cpu=True, bf16=workload.precision == "bf16", fp16=False,
+            gradient_checkpointing=workload.baseline_gradient_checkpointing,
             eval_strategy="no", save_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
             dataloader_num_workers=0, dataloader_pin_memory=False,
         )
@@ -243,6 +248,7 @@ def bench_dpo(workload: DPOWorkload | None = None, *, rounds: int = 1) -> dict:
     Raises `UserError` when TRL (the `bench` extra) is not installed.
     """
     workload = workload or DPOWorkload()
+    check_precision("dpo", workload.precision)
     trl_version = require_trl("DPO")
     load_before = machine_load()
     runs: dict[str, list[dict]] = {"ours": [], "baseline": []}
@@ -266,7 +272,7 @@ def bench_dpo(workload: DPOWorkload | None = None, *, rounds: int = 1) -> dict:
             "batch": f"{workload.batch_pairs} pairs x 2 x {seq_len} tokens (prompt {workload.prompt_len} + answer "
                      f"{workload.response_len}), sigmoid loss, beta {workload.beta}, one reference forward per pair",
             "device": "cpu",
-            "precision": "fp32",
+            "precision": workload.precision,
             "rounds": rounds,
             "baseline_library": f"trl {trl_version} DPOTrainer",
             "torch": torch.__version__,

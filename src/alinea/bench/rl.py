@@ -52,6 +52,7 @@ import torch
 from alinea.bench.common import (
     FIRST_WORD_ID,
     StepClock,
+    check_precision,
     machine_load,
     parameter_change,
     peak_rss_mb,
@@ -128,8 +129,7 @@ class RLWorkload:
     baseline_gradient_checkpointing: bool = False
     """TRL's default is True (recompute activations: slower, less memory); off = the same work as ours."""
     precision: str = "fp32"
-    """fp32, or bf16: each side's bf16 mode (ours `precision = "bf16"`, autocast; TRL `bf16 = True`); worth it only
-    on a CPU with native bf16 (avx512_bf16 or AMX)."""
+    """fp32, or bf16: each side's own bf16 mode (`common.PRECISIONS`)."""
     trl_ppo: str = ""
     """PPO: a folder holding TRL 1.12, the last release with a PPOTrainer (pip install --no-deps --target DIR
     trl==1.12.0), imported by the baseline side; empty = no PPO baseline."""
@@ -163,8 +163,7 @@ class RLWorkload:
         if self.batch % self.minibatch or self.batch % self.answers_per_prompt:
             raise UserError(f"bench {self.algorithm}: batch {self.batch} must be a multiple of minibatch "
                             f"{self.minibatch} and of k {self.answers_per_prompt}.")
-        if self.precision not in ("fp32", "bf16"):
-            raise UserError(f"bench {self.algorithm}: precision {self.precision!r}; expected fp32 or bf16.")
+        check_precision(self.algorithm, self.precision)
         if self.steps < 1 or self.warmup < 1:
             raise UserError("bench: steps and warmup must be at least 1 (TRL is timed from the end of a warm-up step).")
 

@@ -93,6 +93,7 @@ def register(apps: dict) -> None:
     def bench_dpo_cmd(
         as_json: JsonOpt = False,
         steps: DPOStepsOpt = 8,
+        precision: PrecisionOpt = "fp32",
     ) -> None:
         """Pairs/s and peak memory of our DPO step vs TRL's DPOTrainer on the same model and pairs.
 
@@ -106,4 +107,4 @@ def register(apps: dict) -> None:
         """
         from alinea.bench.dpo import DPOWorkload, bench_dpo
 
-        _print(bench_dpo(DPOWorkload(steps=steps)), as_json)
+        _print(bench_dpo(DPOWorkload(steps=steps, precision=precision)), as_json)
