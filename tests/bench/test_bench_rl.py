@@ -233,6 +233,7 @@ def test_the_cli_prints_the_benchmark_json(monkeypatch):
 
     def fake_bench(workload, rounds=1):
         calls.append(workload)
+        workload.rounds_asked = rounds
         return {"ours": 2.0, "baseline": 1.0, "unit": "episodes/s", "ratio": 2.0, "peak_rss_mb": {"ours": 1.0, "baseline": 2.0},
                 "phases": {}, "workload": {}}
 
@@ -243,15 +244,18 @@ def test_the_cli_prints_the_benchmark_json(monkeypatch):
     assert calls[0].algorithm == "grpo" and calls[0].steps == 2 and calls[0].precision == "fp32"
     out = CliRunner().invoke(app, ["bench", "ppo", "--json", "--precision", "bf16"])
     assert out.exit_code == 0, out.output
-    assert calls[-1].algorithm == "ppo" and calls[-1].precision == "bf16"
-    monkeypatch.setattr(bench_dpo_module, "bench_dpo", lambda workload, rounds=1: {**fake_bench(workload),
+    assert calls[-1].algorithm == "ppo" and calls[-1].precision == "bf16" and calls[-1].rounds_asked == 1
+    out = CliRunner().invoke(app, ["bench", "rloo", "--json", "--rounds", "3"])
+    assert out.exit_code == 0, out.output
+    assert calls[-1].algorithm == "rloo" and calls[-1].rounds_asked == 3
+    monkeypatch.setattr(bench_dpo_module, "bench_dpo", lambda workload, rounds=1: {**fake_bench(workload, rounds),
                                                                                     "unit": "pairs/s"})
     out = CliRunner().invoke(app, ["bench", "dpo", "--steps", "3"])
     assert out.exit_code == 0, out.output
     assert "ratio 2.00" in out.output and calls[-1].steps == 3 and calls[-1].precision == "fp32"
-    out = CliRunner().invoke(app, ["bench", "dpo", "--precision", "bf16"])
+    out = CliRunner().invoke(app, ["bench", "dpo", "--precision", "bf16", "--rounds", "2"])
     assert out.exit_code == 0, out.output
-    assert calls[-1].precision == "bf16"
+    assert calls[-1].precision == "bf16" and calls[-1].rounds_asked == 2
 
 
 # ---------------------------------------------------------------------------------------------------------------------

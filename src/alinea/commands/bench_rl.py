@@ -18,6 +18,9 @@ PrecisionOpt = Annotated[
     str, typer.Option("--precision", help="fp32, or bf16: each side in its own bf16 mode (ours precision=bf16, TRL "
                                           "bf16=True); for CPUs with native bf16 (avx512_bf16, AMX).")
 ]
+RoundsOpt = Annotated[
+    int, typer.Option("--rounds", min=1, help="Runs per side (alternating order; medians reported).")
+]
 DPOStepsOpt = Annotated[
     int, typer.Option("--steps", min=1, help="Timed optimizer steps per side (after one warm-up step).")
 ]
@@ -52,16 +55,17 @@ TrlPPOOpt = Annotated[
 def _rl_command(algorithm: str, summary: str):
     if algorithm == "ppo":
         def command(as_json: JsonOpt = False, steps: RLStepsOpt = 3, trl_ppo: TrlPPOOpt = "",
-                    precision: PrecisionOpt = "fp32") -> None:
+                    precision: PrecisionOpt = "fp32", rounds: RoundsOpt = 1) -> None:
             from alinea.bench.rl import RLWorkload, bench_rl
 
-            _print(bench_rl(RLWorkload(algorithm=algorithm, steps=steps, trl_ppo=trl_ppo, precision=precision)),
-                   as_json)
+            workload = RLWorkload(algorithm=algorithm, steps=steps, trl_ppo=trl_ppo, precision=precision)
+            _print(bench_rl(workload, rounds=rounds), as_json)
     else:
-        def command(as_json: JsonOpt = False, steps: RLStepsOpt = 3, precision: PrecisionOpt = "fp32") -> None:
+        def command(as_json: JsonOpt = False, steps: RLStepsOpt = 3, precision: PrecisionOpt = "fp32",
+                    rounds: RoundsOpt = 1) -> None:
             from alinea.bench.rl import RLWorkload, bench_rl
 
-            _print(bench_rl(RLWorkload(algorithm=algorithm, steps=steps, precision=precision)), as_json)
+            _print(bench_rl(RLWorkload(algorithm=algorithm, steps=steps, precision=precision), rounds=rounds), as_json)
 
     if algorithm == "ppo":
         what = ("4 epochs in minibatches of 8, a reward model of the same size (also the critic's start)",
@@ -94,6 +98,7 @@ def register(apps: dict) -> None:
         as_json: JsonOpt = False,
         steps: DPOStepsOpt = 8,
         precision: PrecisionOpt = "fp32",
+        rounds: RoundsOpt = 1,
     ) -> None:
         """Pairs/s and peak memory of our DPO step vs TRL's DPOTrainer on the same model and pairs.
 
@@ -107,4 +112,4 @@ def register(apps: dict) -> None:
         """
         from alinea.bench.dpo import DPOWorkload, bench_dpo
 
-        _print(bench_dpo(DPOWorkload(steps=steps, precision=precision)), as_json)
+        _print(bench_dpo(DPOWorkload(steps=steps, precision=precision), rounds=rounds), as_json)
