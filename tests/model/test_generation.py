@@ -142,6 +142,49 @@ def test_lora_adapters_stay_live_in_our_decoder():
     assert new[0].tolist() == with_adapters != without
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_on_a_cpu_every_plain_linear_layer_is_packed_and_the_logits_do_not_change(kind):
+    from alinea.model.fast import fuse_activations
+    from alinea.model.onednn import onednn_linear_works
+
+    if not onednn_linear_works():
+        pytest.skip("this torch has no working oneDNN linear kernel")
+    model = tiny_lm(kind, seed=4)
+    if kind == "gpt2":
+        fuse_activations(model)  # nn.GELU(approximate="tanh"), as after training: fused into the packed product too
+    ids, mask = left_pad([[5, 17, 42, 8], [9, 4]])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    decoder = decoder_for(model, 8)
+    decoder.start(mask.bool(), 8)
+    assert decoder.linears is not None
+    modules = decoder.linear_modules()
+    assert len(modules) == (4 if kind == "gpt2" else 7) * 2 + 1 and all(m in decoder.linears for m in modules)
+    with torch.inference_mode():
+        packed = [decoder.prefill(ids, positions), decoder.step(torch.tensor([7, 11]), positions[:, -1] + 1, 4)]
+        decoder.start(mask.bool(), 8)
+        decoder.linears = None  # the same steps through the modules themselves
+        plain = [decoder.prefill(ids, positions), decoder.step(torch.tensor([7, 11]), positions[:, -1] + 1, 4)]
+    for a, b in zip(packed, plain, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast picks its own kernels: nothing is packed
+        decoder.start(mask.bool(), 8)
+    assert decoder.linears is None
+
+
+def test_lora_wrapped_layers_are_not_packed_and_the_others_are():
+    peft = pytest.importorskip("peft")
+    from alinea.model.onednn import onednn_linear_works
+
+    if not onednn_linear_works():
+        pytest.skip("this torch has no working oneDNN linear kernel")
+    model = peft.get_peft_model(tiny_lm("llama", seed=3), peft.LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    decoder = decoder_for(model, 16)
+    decoder.start(torch.ones(1, 4, dtype=torch.bool), 16)
+    attn = decoder.body.layers[0].self_attn
+    assert attn.q_proj not in decoder.linears and attn.v_proj not in decoder.linears
+    assert attn.k_proj in decoder.linears and attn.o_proj in decoder.linears
+
+
 def test_unknown_architectures_and_sliding_windows_use_the_models_own_forward():
     import transformers
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from alinea.model.onednn import PackedLinears
 from alinea.model.tokenizer import stop_token_ids
 
 NUCLEUS_CANDIDATES = 64
@@ -248,12 +249,26 @@ class StaticKVDecoder:
         self.valid: torch.Tensor | None = None  # (batch, 1, 1, total_len) bool, or None without padding
         self.head_t: torch.Tensor | None = None  # lm_head weight as (width, vocab), on CPU
         self.head_bias: torch.Tensor | None = None
+        self.linears: PackedLinears | None = None  # oneDNN-packed weights of this call, on CPU
+
+    def linear_modules(self) -> list[torch.nn.Module]:
+        """Every linear layer a step multiplies by (projections, MLP, LM head): what `start` may pack."""
+        raise NotImplementedError
 
     def start(self, prompt_mask: torch.Tensor, total_len: int) -> None:
         self.cache = KVCache(self.n_layers, total_len)
         head = self.lm.lm_head
-        self.head_t = self.head_bias = None
-        if prompt_mask.device.type == "cpu" and type(head) is torch.nn.Linear and head.weight.numel() <= 2**26:
+        self.head_t = self.head_bias = self.linears = None
+        if prompt_mask.device.type == "cpu":
+            # The weights of plain linear layers packed once per call into oneDNN's layout: on the benchmark's
+            # GPT-2, every product of a decode step about halved (see alinea.model.onednn and docs/sampling.md).
+            # Per call, because a policy's weights change between calls.
+            modules = self.linear_modules()
+            if PackedLinears.applies(modules):
+                self.linears = PackedLinears(modules, rows=prompt_mask.shape[0])
+        if (self.linears is None or head not in self.linears) and prompt_mask.device.type == "cpu" and type(
+            head
+        ) is torch.nn.Linear and head.weight.numel() <= 2**26:
             # A (width, vocab) copy of the head made once per call: on a CPU, multiplying by it was about 10% faster
             # per step than by the transposed (vocab, width) weight (the largest matrix product of a step).
             self.head_t = head.weight.t().contiguous()
@@ -300,8 +315,23 @@ class StaticKVDecoder:
         )  # (batch, heads, n, d)
         return out.transpose(1, 2).reshape(batch, n, heads * head_dim)
 
+    def project(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """`module(x)` for a linear layer, through its packed weight when this call packed it."""
+        if self.linears is not None and module in self.linears:
+            return self.linears(module, x)
+        return module(x)
+
+    def project_then(self, module: torch.nn.Module, x: torch.Tensor, act, fused: tuple[str, str] | None):
+        """`act(module(x))`; `fused` names act as a oneDNN post-operation (e.g. ("gelu", "tanh")) applied in the
+        product itself when the layer is packed."""
+        if fused is not None and self.linears is not None and module in self.linears:
+            return self.linears(module, x, *fused)
+        return act(self.project(module, x))
+
     def logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """The LM head on the final-normed last hidden state (batch, width) -> (batch, vocab)."""
+        if self.linears is not None and self.lm.lm_head in self.linears:
+            return self.linears(self.lm.lm_head, last_hidden)
         if self.head_t is not None:
             out = torch.matmul(last_hidden, self.head_t)
             return out if self.head_bias is None else out.add_(self.head_bias)
@@ -337,19 +367,25 @@ class Gpt2Decoder(StaticKVDecoder):
         cfg = lm.config
         return not getattr(cfg, "add_cross_attention", False)
 
+    def linear_modules(self) -> list[torch.nn.Module]:
+        parts = [(b.attn.c_attn, b.attn.c_proj, b.mlp.c_fc, b.mlp.c_proj) for b in self.body.h]
+        return [module for four in parts for module in four] + [self.lm.lm_head]
+
     def forward(self, input_ids, positions, *, start: int, mask) -> torch.Tensor:
         body = self.body
         batch, n = input_ids.shape
         hidden = body.wte(input_ids) + body.wpe(positions)  # (batch, n, width)
         for layer, block in enumerate(body.h):
             attn = block.attn
-            query, key, value = attn.c_attn(block.ln_1(hidden)).split(self.width, dim=2)
+            query, key, value = self.project(attn.c_attn, block.ln_1(hidden)).split(self.width, dim=2)
             query, key, value = (t.view(batch, n, self.heads, -1).transpose(1, 2) for t in (query, key, value))
             if n > 1 and layer == self.n_layers - 1:  # prefill reads the top layer at the last position only
                 query, hidden = query[:, :, -1:], hidden[:, -1:]
             out = self.attend(layer, query, key, value, start=start, mask=mask, scale=_gpt2_scale(attn))
-            hidden = attn.c_proj(out) + hidden
-            hidden = _gpt2_mlp(block.mlp, block.ln_2(hidden)) + hidden
+            hidden = self.project(attn.c_proj, out) + hidden
+            mlp = block.mlp
+            up = self.project_then(mlp.c_fc, block.ln_2(hidden), *_gpt2_activation(mlp.act))
+            hidden = self.project(mlp.c_proj, up) + hidden
         return self.logits(body.ln_f(hidden[:, -1]))  # logits at the last position only
 
 
@@ -361,11 +397,19 @@ def _gpt2_scale(attn) -> float:
     return scale / float(attn.layer_idx + 1) if attn.scale_attn_by_inverse_layer_idx else scale
 
 
-def _gpt2_mlp(mlp, hidden: torch.Tensor) -> torch.Tensor:
-    """GPT-2's MLP; its tanh-approximate GELU written op by op runs as the one fused kernel of the same formula."""
-    up = mlp.c_fc(hidden)
-    up = F.gelu(up, approximate="tanh") if _is_gelu_written_op_by_op(mlp.act) else mlp.act(up)
-    return mlp.c_proj(up)
+def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x, approximate="tanh")
+
+
+def _gpt2_activation(act) -> tuple:
+    """(function, oneDNN post-operation or None) for a GPT-2 MLP's activation. Its tanh-approximate GELU written op
+    by op (transformers' `NewGELUActivation`) runs as the one fused kernel of the same formula, or inside the packed
+    product."""
+    if _is_gelu_written_op_by_op(act) or (type(act) is torch.nn.GELU and act.approximate == "tanh"):
+        return _gelu_tanh, ("gelu", "tanh")
+    if type(act) is torch.nn.GELU and act.approximate == "none":
+        return act, ("gelu", "none")
+    return act, None
 
 
 def _is_gelu_written_op_by_op(act) -> bool:
@@ -398,6 +442,22 @@ class LlamaDecoder(StaticKVDecoder):
             hasattr(attn, name) for name in ("q_norm", "k_norm")
         )
 
+    def linear_modules(self) -> list[torch.nn.Module]:
+        names = ("q_proj", "k_proj", "v_proj", "o_proj")
+        modules = [getattr(block.self_attn, name) for block in self.body.layers for name in names]
+        for block in self.body.layers:
+            modules += [getattr(block.mlp, name) for name in ("gate_proj", "up_proj", "down_proj") if hasattr(block.mlp, name)]
+        return modules + [self.lm.lm_head]
+
+    def mlp(self, mlp, x: torch.Tensor) -> torch.Tensor:
+        """The gated MLP, down(act(gate(x)) * up(x)), with SiLU fused into the packed gate product; any other MLP
+        as its module."""
+        if not all(hasattr(mlp, name) for name in ("gate_proj", "up_proj", "down_proj", "act_fn")):
+            return mlp(x)
+        fused = ("swish", "") if _is_silu(mlp.act_fn) else None
+        gate = self.project_then(mlp.gate_proj, x, mlp.act_fn, fused)
+        return self.project(mlp.down_proj, gate * self.project(mlp.up_proj, x))
+
     def forward(self, input_ids, positions, *, start: int, mask) -> torch.Tensor:
         body = self.body
         batch, n = input_ids.shape
@@ -407,18 +467,23 @@ class LlamaDecoder(StaticKVDecoder):
         for layer, block in enumerate(body.layers):
             attn = block.self_attn
             normed = block.input_layernorm(hidden)
-            key = attn.k_proj(normed).view(batch, n, -1, attn.head_dim).transpose(1, 2)
-            value = attn.v_proj(normed).view(batch, n, -1, attn.head_dim).transpose(1, 2)
+            key = self.project(attn.k_proj, normed).view(batch, n, -1, attn.head_dim).transpose(1, 2)
+            value = self.project(attn.v_proj, normed).view(batch, n, -1, attn.head_dim).transpose(1, 2)
             key = _rotate(key, cos, sin)
             q = n
             if n > 1 and layer == self.n_layers - 1:  # prefill reads the top layer at the last position only
                 q, normed, hidden = 1, normed[:, -1:], hidden[:, -1:]
-            query = attn.q_proj(normed).view(batch, q, -1, attn.head_dim).transpose(1, 2)
+            query = self.project(attn.q_proj, normed).view(batch, q, -1, attn.head_dim).transpose(1, 2)
             query = _rotate(query, cos[:, :, -q:], sin[:, :, -q:])
             out = self.attend(layer, query, key, value, start=start, mask=mask, scale=attn.scaling)
-            hidden = hidden + attn.o_proj(out)
-            hidden = hidden + block.mlp(block.post_attention_layernorm(hidden))
+            hidden = hidden + self.project(attn.o_proj, out)
+            hidden = hidden + self.mlp(block.mlp, block.post_attention_layernorm(hidden))
         return self.logits(body.norm(hidden[:, -1]))  # logits at the last position only
+
+
+def _is_silu(act) -> bool:
+    """True for `nn.SiLU` and transformers' `SiLUActivation` (both F.silu: x * sigmoid(x))."""
+    return type(act) is torch.nn.SiLU or (type(act).__name__ == "SiLUActivation" and isinstance(act, torch.nn.Module))
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

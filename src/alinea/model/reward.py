@@ -14,7 +14,6 @@ with each prompt run once for all of its answers and the last block run only at 
 
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrai
 
 from alinea.errors import UserError
 from alinea.model.causal_lm import check_vocab, is_checkpoint_dir
+from alinea.model.onednn import onednn_linear_works
 from alinea.model.tokenizer import load_tokenizer
 
 NORMALISATION_KEY = "alinea_reward"
@@ -235,21 +235,6 @@ def pack_shared_prefixes(groups: list[list[list[int]]], pad_id: int | None) -> P
     )
 
 
-@functools.cache
-def _onednn_linear_works() -> bool:
-    """Whether this torch has oneDNN's fp32 linear kernel (`torch.ops.mkldnn._linear_pointwise`, the one inductor
-    uses on CPU) and it computes what `F.linear` does."""
-    try:
-        kernel = torch.ops.mkldnn._linear_pointwise
-        x = torch.arange(12.0).view(3, 4).sin()  # fixed numbers: the check leaves the random generator alone
-        weight, bias = torch.arange(20.0).view(5, 4).cos(), torch.arange(5.0)
-        return torch.backends.mkldnn.is_available() and torch.allclose(
-            kernel(x, weight, bias, "none", [], ""), torch.nn.functional.linear(x, weight, bias), atol=1e-5
-        )
-    except (AttributeError, RuntimeError):
-        return False
-
-
 class _OneDNNLinear(torch.autograd.Function):
     """y = x W^T + b, the forward and the input gradient with oneDNN's fp32 GEMM, the weight gradient with torch's.
 
@@ -284,7 +269,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, 
     """x (n, in) -> (n, out): a `nn.Linear` (weight (out, in)), or GPT-2's Conv1D with `in_out=True` (weight
     (in, out)). fp32 on the CPU without autocast goes through oneDNN's GEMM where it works; else plain torch."""
     if (x.device.type == "cpu" and x.dtype == weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-            and torch.backends.mkldnn.enabled and _onednn_linear_works()):
+            and onednn_linear_works()):
         return _OneDNNLinear.apply(x, weight, bias, in_out)
     return torch.nn.functional.linear(x, weight.t() if in_out else weight, bias)
 
