@@ -344,3 +344,19 @@ def test_linear_computes_what_torch_does_and_its_gradients(in_out):
         assert torch.allclose(got, want, atol=1e-5)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast keeps torch's own op (and its precision rules)
         assert linear(x, weight, bias, in_out=in_out).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("make", [tiny_gpt2, tiny_llama], ids=["gpt2", "llama-gqa"])
+def test_shared_prefix_forward_in_bf16_autocast_stays_close_to_the_plain_one(make):
+    # In bf16 on a CPU the shared forward's attention runs as two products (alinea.model.attention), the plain
+    # forward's as the flash kernel: the same function, rounded differently.
+    model = make().train()
+    groups = random_groups(0, [2, 3, 1, 2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (plain, plain_grads), (shared, shared_grads) = plain_and_shared(model, groups)
+    assert bool(torch.isfinite(shared).all())
+    scale = float(plain.abs().max())
+    assert float((plain.float() - shared.float()).abs().max()) < 0.05 * scale
+    for name, grad in plain_grads.items():
+        assert bool(torch.isfinite(shared_grads[name]).all()), name
+        assert float((grad - shared_grads[name]).abs().max()) <= 0.1 * float(grad.abs().max()) + 1e-3, name

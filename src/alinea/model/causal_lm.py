@@ -13,6 +13,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, Pr
 
 from alinea.config import ModelConfig
 from alinea.errors import UserError
+from alinea.model.attention import use_cpu_attention
 from alinea.model.tokenizer import load_tokenizer, stop_token_ids
 
 
@@ -58,6 +59,7 @@ def build_model(
         model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = pad_token_id
     model.generation_config.eos_token_id = stops
+    use_cpu_attention(model)
     return model
 
 
@@ -82,6 +84,7 @@ def load_model(path: str | Path, *, dtype: torch.dtype = torch.float32) -> PreTr
         model = AutoModelForCausalLM.from_pretrained(str(path), local_files_only=True, dtype=dtype)
     except Exception as err:  # noqa: BLE001 - transformers raises many types for a broken folder
         raise UserError(f"{path}: could not load a causal LM from this directory: {err}") from None
+    use_cpu_attention(model)  # bf16 attention on a CPU as two products (alinea.model.attention)
     return model
 
 

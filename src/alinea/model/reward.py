@@ -23,6 +23,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, PreTrainedModel
 
 from alinea.errors import UserError
+from alinea.model.attention import attend, use_cpu_attention
 from alinea.model.causal_lm import check_vocab, is_checkpoint_dir
 from alinea.model.onednn import onednn_linear_works
 from alinea.model.tokenizer import load_tokenizer
@@ -61,6 +62,7 @@ def build_reward_model(init_from: str | Path, *, ensemble: int = 1, seed: int = 
         init_head(model, seed=seed)
     if hasattr(model.config, NORMALISATION_KEY):
         delattr(model.config, NORMALISATION_KEY)  # normalisation is measured again after training
+    use_cpu_attention(model)
     return model, tokenizer
 
 
@@ -94,6 +96,7 @@ def load_reward_model(path: str | Path):
     if not getattr(config, NORMALISATION_KEY, None):
         raise UserError(f"{path}: not an alinea reward model (config.json has no '{NORMALISATION_KEY}').")
     model = AutoModelForSequenceClassification.from_pretrained(str(path), local_files_only=True)
+    use_cpu_attention(model)
     tokenizer = load_tokenizer(path)
     return model.eval(), tokenizer
 
@@ -371,9 +374,7 @@ class _LlamaParts:
         v = _project(attn.v_proj, x).unflatten(-1, (self.kv_heads, -1))
         repeat = self.heads // self.kv_heads
         k, v = (per_sequence(t).transpose(1, 2).repeat_interleave(repeat, dim=1) for t in (k, v))  # (S, h, P+A, hd)
-        attended = torch.nn.functional.scaled_dot_product_attention(
-            q.unsqueeze(2), k, v, attn_mask=mask.unsqueeze(1), scale=attn.scaling
-        )
+        attended = attend(q.unsqueeze(2), k, v, attn_mask=mask.unsqueeze(1), scale=attn.scaling)
         return attended.flatten(1)  # (S, heads * hd)
 
     def scaling(self, i: int) -> float:
@@ -481,7 +482,7 @@ def shared_prefix_rewards(model, packed: PrefixSharing) -> torch.Tensor:
             return torch.cat([prefix, suffix.unflatten(0, (n_groups, k))], dim=2).flatten(0, 1)
         return torch.cat([prefix[packed.group], suffix], dim=1)
 
-    attention = torch.nn.functional.scaled_dot_product_attention
+    attention = attend  # scaled_dot_product_attention, or two products in bf16 on a CPU
     hidden, rope = parts.embed(packed.tokens, packed.positions)  # (N, D)
     last = len(parts.layers) - 1
     for i in range(last):
