@@ -87,3 +87,9 @@ def test_weights_are_packed_when_made_so_later_updates_need_a_new_packing():
         linear.weight.add_(1.0)
     torch.testing.assert_close(packed(linear, x), before, atol=1e-5, rtol=1e-5)  # the copy of the old weights
     torch.testing.assert_close(PackedLinears([linear], rows=2)(linear, x), linear(x), atol=1e-5, rtol=1e-5)
+
+
+def test_switching_onednn_off_stops_the_packing(monkeypatch):
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    assert not onednn_linear_works()
+    assert not PackedLinears.applies([nn.Linear(8, 8)])

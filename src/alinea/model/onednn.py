@@ -26,12 +26,17 @@ ACTIVATIONS = {"gelu": "gelu", "swish": "swish"}
 """Post-operations `PackedLinears.__call__` accepts (oneDNN's names; "swish" is SiLU, x * sigmoid(x))."""
 
 
-@functools.cache
 def onednn_linear_works(dtype: torch.dtype = torch.float32) -> bool:
-    """Whether this torch has oneDNN's linear kernel for `dtype`, packed and unpacked, and it computes `F.linear`."""
+    """Whether oneDNN is on (`torch.backends.mkldnn.enabled`, which a user may switch off at any time) and this
+    torch's linear kernel for `dtype`, packed and unpacked, computes `F.linear`."""
+    return torch.backends.mkldnn.enabled and _kernel_works(dtype)
+
+
+@functools.cache
+def _kernel_works(dtype: torch.dtype) -> bool:
     try:
         kernel = torch.ops.mkldnn._linear_pointwise
-        if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        if not torch.backends.mkldnn.is_available():
             return False
         x = torch.arange(12.0).view(3, 4).sin().to(dtype)  # fixed numbers: the check leaves the random generator alone
         weight, bias = torch.arange(20.0).view(5, 4).cos().to(dtype), torch.arange(5.0).to(dtype)
