@@ -259,16 +259,16 @@ class StaticKVDecoder:
         self.cache = KVCache(self.n_layers, total_len)
         head = self.lm.lm_head
         self.head_t = self.head_bias = self.linears = None
-        if prompt_mask.device.type == "cpu":
+        on_cpu = prompt_mask.device.type == "cpu"
+        if on_cpu:
             # The weights of plain linear layers packed once per call into oneDNN's layout: on the benchmark's
             # GPT-2, every product of a decode step about halved (see alinea.model.onednn and docs/sampling.md).
             # Per call, because a policy's weights change between calls.
             modules = self.linear_modules()
             if PackedLinears.applies(modules):
                 self.linears = PackedLinears(modules, rows=prompt_mask.shape[0])
-        if (self.linears is None or head not in self.linears) and prompt_mask.device.type == "cpu" and type(
-            head
-        ) is torch.nn.Linear and head.weight.numel() <= 2**26:
+        head_packed = self.linears is not None and head in self.linears
+        if on_cpu and not head_packed and type(head) is torch.nn.Linear and head.weight.numel() <= 2**26:
             # A (width, vocab) copy of the head made once per call: on a CPU, multiplying by it was about 10% faster
             # per step than by the transposed (vocab, width) weight (the largest matrix product of a step).
             self.head_t = head.weight.t().contiguous()

@@ -22,10 +22,6 @@ from torch import nn
 PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
 """Weight dtypes packed (bf16 only where oneDNN runs it; `onednn_linear_works` checks)."""
 
-ACTIVATIONS = {"gelu": "gelu", "swish": "swish"}
-"""Post-operations `PackedLinears.__call__` accepts (oneDNN's names; "swish" is SiLU, x * sigmoid(x))."""
-
-
 def onednn_linear_works(dtype: torch.dtype = torch.float32) -> bool:
     """Whether oneDNN is on (`torch.backends.mkldnn.enabled`, which a user may switch off at any time) and this
     torch's linear kernel for `dtype`, packed and unpacked, computes `F.linear`."""
@@ -97,7 +93,7 @@ class PackedLinears:
         return id(module) in self.entries
 
     def __call__(self, module: nn.Module, x: torch.Tensor, activation: str = "none", algorithm: str = ""):
-        """`module(x)`, followed by `activation` ("none", "gelu" with algorithm "tanh" or "none", or "swish")
+        """`module(x)`, followed by `activation` ("none", "gelu" with algorithm "tanh" or "none", or "swish": oneDNN's name for SiLU)
         fused into the product when the layer is packed. An unpacked layer must not be given an activation."""
         entry = self.entries.get(id(module))
         if entry is None:
@@ -105,4 +101,4 @@ class PackedLinears:
                 raise ValueError(f"{type(module).__name__} is not packed: apply {activation} yourself")
             return module(x)
         packed, bias = entry
-        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, ACTIVATIONS.get(activation, activation), [], algorithm)
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, activation, [], algorithm)
