@@ -52,7 +52,8 @@ def attend(query, key, value, *, attn_mask=None, is_causal: bool = False, scale:
                                                                 is_causal=is_causal, scale=scale)
     if is_causal:
         attn_mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).tril_()
-    scores = torch.matmul(query, key.transpose(-1, -2)).float().mul_(scale if scale is not None else query.shape[-1] ** -0.5)
+    scale = scale if scale is not None else query.shape[-1] ** -0.5
+    scores = torch.matmul(query, key.transpose(-1, -2)).float().mul_(scale)  # (batch, heads, q, k)
     if attn_mask is not None:
         if attn_mask.dtype == torch.bool:
             # The most negative float, not -inf: a row with no allowed key (a left pad's query) stays finite.

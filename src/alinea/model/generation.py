@@ -446,7 +446,8 @@ class LlamaDecoder(StaticKVDecoder):
         names = ("q_proj", "k_proj", "v_proj", "o_proj")
         modules = [getattr(block.self_attn, name) for block in self.body.layers for name in names]
         for block in self.body.layers:
-            modules += [getattr(block.mlp, name) for name in ("gate_proj", "up_proj", "down_proj") if hasattr(block.mlp, name)]
+            mlp = block.mlp
+            modules += [getattr(mlp, name) for name in ("gate_proj", "up_proj", "down_proj") if hasattr(mlp, name)]
         return modules + [self.lm.lm_head]
 
     def mlp(self, mlp, x: torch.Tensor) -> torch.Tensor:

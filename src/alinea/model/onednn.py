@@ -93,8 +93,8 @@ class PackedLinears:
         return id(module) in self.entries
 
     def __call__(self, module: nn.Module, x: torch.Tensor, activation: str = "none", algorithm: str = ""):
-        """`module(x)`, followed by `activation` ("none", "gelu" with algorithm "tanh" or "none", or "swish": oneDNN's name for SiLU)
-        fused into the product when the layer is packed. An unpacked layer must not be given an activation."""
+        """`module(x)`, followed by `activation` fused into the product when the layer is packed: "none", "gelu"
+        (algorithm "tanh" or "none") or "swish" (oneDNN's name for SiLU). An unpacked layer takes no activation."""
         entry = self.entries.get(id(module))
         if entry is None:
             if activation != "none":
