@@ -50,6 +50,11 @@ def attend(query, key, value, *, attn_mask=None, is_causal: bool = False, scale:
     if not takes_products(query, key, dropout=0.0, position_bias=None):
         return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask,
                                                                 is_causal=is_causal, scale=scale)
+    return _products(query, key, value, attn_mask=attn_mask, is_causal=is_causal, scale=scale)
+
+
+def _products(query, key, value, *, attn_mask, is_causal: bool, scale: float | None):
+    """softmax(q k^T * scale + mask) v: bf16 products, float32 scores and softmax, a bf16 result."""
     if is_causal:
         attn_mask = torch.ones(query.shape[2], key.shape[2], dtype=torch.bool, device=query.device).tril_()
     scale = scale if scale is not None else query.shape[-1] ** -0.5
@@ -83,7 +88,7 @@ def cpu_attention(module, query, key, value, attention_mask, dropout: float = 0.
     causal = bool(causal and attention_mask is None and q_len > 1)
     if causal and k_len > q_len:  # as transformers' sdpa function: an unmasked causal call aligns the queries top-left
         key, value = key[:, :, :q_len], value[:, :, :q_len]
-    out = attend(query, key, value, attn_mask=attention_mask, is_causal=causal, scale=scaling)
+    out = _products(query, key, value, attn_mask=attention_mask, is_causal=causal, scale=scaling)
     return out.transpose(1, 2).contiguous(), None
 
 

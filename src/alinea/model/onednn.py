@@ -22,6 +22,7 @@ from torch import nn
 PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
 """Weight dtypes packed (bf16 only where oneDNN runs it; `onednn_linear_works` checks)."""
 
+
 def onednn_linear_works(dtype: torch.dtype = torch.float32) -> bool:
     """Whether oneDNN is on (`torch.backends.mkldnn.enabled`, which a user may switch off at any time) and this
     torch's linear kernel for `dtype`, packed and unpacked, computes `F.linear`."""
