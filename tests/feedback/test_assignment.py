@@ -210,3 +210,29 @@ def test_the_next_item_is_picked_with_the_judgment(database):
     else:
         assert done.next_candidate is None  # SQLite looks it up in lease_next (no round trips to save)
     assert count(database, Assignment, Assignment.user_id == alice, Assignment.state == "active") == 1
+
+
+@pytest.mark.parametrize("expired", [False, True])
+def test_a_candidate_taken_since_it_was_found_is_passed_over_or_taken_over(database, expired):
+    """The first candidate can be stale (PostgreSQL: the judgment statement's snapshot predates its lock waits):
+    an item that filled up meanwhile is passed over for the next one; one whose lease has expired is taken over."""
+    rules = make_project(database, overlap=1, n_items=3, priorities=[5.0, 0.0, 0.0], lease_seconds=60)
+    alice, bob = make_user(database, "alice"), make_user(database, "bob")
+    now = utcnow()
+    with database.write_connection() as connection:  # bob's candidate, found before alice leases it
+        stale = assignment._Q.regular.first(connection, {"user_id": bob, "project_id": rules.project_id, "now": now,
+                                                         "overlap": rules.overlap})
+    first = lease(database, rules, alice, now=now)
+    assert stale.id == first.item_id
+    later = now + timedelta(seconds=61 if expired else 1)
+    got = lease(database, rules, bob, now=later, after_submit=True, picked=stale)
+    with database.read() as session:
+        ids = list(session.scalars(select(Item.id).order_by(Item.id)))
+    if expired:
+        assert got.item_id == first.item_id  # alice's expired lease went to bob
+        assert count(database, Assignment, Assignment.item_id == first.item_id) == 1
+        assert count(database, Assignment, Assignment.user_id == bob, Assignment.item_id == first.item_id) == 1
+    else:
+        assert got.item_id == ids[1]  # the next in line (priority 0, the oldest)
+        assert count(database, Assignment, Assignment.item_id == first.item_id) == 1  # still alice's alone
+    assert count(database, Assignment, Assignment.user_id == bob) == 1

@@ -203,3 +203,24 @@ def test_model_identities_and_gold_status_never_reach_annotators(app, client, ad
     page = client.get(f"/projects/{project}").text
     assert "policy-ppo-round-3" not in page and "sft-baseline" not in page
     assert admin.get(f"/projects/{project}/items").json()[0]["meta"]["models"][0] == "policy-ppo-round-3"
+
+
+def test_token_cache_trusts_a_token_for_at_most_its_ttl_with_spread_expiries(monkeypatch):
+    from alinea.feedback.routes import deps
+    from alinea.feedback.security import Principal
+
+    clock = [1000.0]
+    monkeypatch.setattr(deps.time, "monotonic", lambda: clock[0])
+    cache = deps.TokenCache(ttl_s=4.0)
+    who = Principal(user_id=1, username="ana", role="annotator", locale="en", via="token")
+    tokens = [f"aln_{i}" for i in range(200)]
+    for token in tokens:
+        cache.put(token, who)
+    clock[0] += 2.99  # under 3/4 of the ttl: every entry still trusted
+    assert all(cache.get(token) == who for token in tokens)
+    clock[0] += 0.5  # 3.49 s: some have fallen due, not all (the expiries are spread over [3, 4] s)
+    alive = sum(cache.get(token) is not None for token in tokens)
+    assert 20 < alive < 180, alive
+    clock[0] += 0.52  # past the ttl: none is trusted any longer
+    assert all(cache.get(token) is None for token in tokens)
+    assert cache.get("aln_never-put") is None

@@ -5,11 +5,13 @@ judgment. Through FastAPI its routing, dependency solving and pydantic validatio
 database work itself (py-spy, docs/feedback.md "Performance"). `FastJudgments` answers the requests that need none
 of that machinery, and hands every other request to FastAPI untouched:
 
-- taken here: an API token that this process checked less than `token_cache_seconds` ago (the same cache that
-  FastAPI's `require_caller` reads first), `Content-Type: application/json`, and a body whose fields have exactly
-  the JSON types of `schemas.JudgmentCreate` and pass its checks (`_body_fields`);
-- handed to FastAPI: anything else (no token, an unchecked token, a session cookie with its CSRF check, a body
-  that is not JSON, a number sent as a string, an unknown field, ...). FastAPI then answers exactly as it always
+- taken here: an API token (`Authorization: Bearer`), `Content-Type: application/json`, and a body whose fields
+  have exactly the JSON types of `schemas.JudgmentCreate` and pass its checks (`_body_fields`). The token is
+  trusted from the cache that FastAPI's `require_caller` reads too, or looked up in the database (`check_token`)
+  in the thread that then records the judgment;
+- handed to FastAPI: anything else (no token, a token the database does not know or that is revoked or whose user
+  is disabled, a session cookie with its CSRF check, a body that is not JSON, a number sent as a string, an
+  unknown field, ...). FastAPI then answers exactly as it always
   did, 422 and all, so the fast lane cannot change an answer: it only skips work for bodies FastAPI would accept
   as they are.
 
@@ -27,7 +29,7 @@ from typing import Any
 from alinea.errors import UserError
 from alinea.feedback.errors import FeedbackError, Unauthenticated, database_error_answer
 from alinea.feedback.routes import api
-from alinea.feedback.routes.deps import MAX_ID, bearer_of, run_db_with
+from alinea.feedback.routes.deps import MAX_ID, bearer_of, check_token, run_db_with
 from alinea.feedback.schemas import MAX_INT, json_safe
 
 _FIELDS = frozenset(("answer", "idempotency_key", "time_spent_ms", "guideline_version", "lease_next"))
@@ -85,8 +87,8 @@ class FastJudgments:
             await self.app(scope, receive, send)
             return
         match = self.path.fullmatch(scope["path"])
-        principal = self._principal(scope) if match else None
-        if principal is None:
+        token = self._token(scope) if match else None
+        if token is None:
             await self.app(scope, receive, send)
             return
         chunks = []
@@ -104,25 +106,39 @@ class FastJudgments:
             await self.app(scope, _replay(raw, receive), send)
             return
         state = self.state
+        principal = state.token_cache.get(token)
+
+        def work() -> tuple[int, dict[str, Any]] | None:
+            # A token not checked lately is looked up here, in the thread that then records the judgment, instead
+            # of sending the request through FastAPI's lane for it. Unknown, revoked or disabled: None, and FastAPI
+            # answers (401, worded as always).
+            caller = principal or check_token(state, token)
+            if caller is None:
+                return None
+            return api.judge(state.database, seed=state.settings.seed, caller=caller, project_id=project_id,
+                             item_id=item_id, **fields)
+
         try:
-            status, answer = await run_db_with(state, lambda: api.judge(
-                state.database, seed=state.settings.seed, caller=principal, project_id=project_id,
-                item_id=item_id, **fields))
+            done = await run_db_with(state, work)
         except UserError as err:  # as the app's handlers: FeedbackErrors with their status, other UserErrors 422
             status = 401 if isinstance(err, Unauthenticated) else err.status if isinstance(err, FeedbackError) else 422
-            answer = {"detail": err.message, "errors": err.details or []}
+            done = status, {"detail": err.message, "errors": err.details or []}
         except Exception as err:
             mapped = database_error_answer(err)
             if mapped is None:
                 raise
-            status, answer = mapped[0], {"detail": mapped[1], "errors": []}
+            done = mapped[0], {"detail": mapped[1], "errors": []}
+        if done is None:
+            await self.app(scope, _replay(raw, receive), send)
+            return
+        status, answer = done
         body = json.dumps(answer, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", b"%d" % len(body)), (b"content-type", b"application/json")]})
         await send({"type": "http.response.body", "body": body})
 
-    def _principal(self, scope):
-        """The caller, when the request carries a JSON body and an API token this process trusts right now."""
+    def _token(self, scope) -> str | None:
+        """The request's API token, when it carries one (of at most 256 characters) and a JSON body."""
         authorization = content_type = None
         for name, value in scope["headers"]:  # the first of each, as Starlette's request.headers.get
             if name == b"authorization" and authorization is None:
@@ -132,9 +148,7 @@ class FastJudgments:
         if authorization is None or content_type is None or content_type.lower() not in _JSON_TYPES:
             return None
         token = bearer_of(authorization.decode("latin-1"))
-        if token is None or len(token) > 256:
-            return None
-        return self.state.token_cache.get(token)
+        return token if token is not None and len(token) <= 256 else None
 
 
 def _replay(body: bytes, receive):
