@@ -61,15 +61,18 @@ class ServeWorkload:
     """Judgments submitted before timing starts (connections, caches, the database's pages)."""
     overlap: int = 3
     """Annotators per item."""
-    workers: int = 2
-    """uvicorn worker processes."""
+    workers: int = 1
+    """uvicorn worker processes. One, on both databases: SQLite takes one writer at a time, and on PostgreSQL
+    uvicorn's workers share the listening socket, so the 50 keep-alive connections split unevenly between them
+    (10/40 and 19/31 were seen) and each client waits in proportion to its worker's share (31 vs 115 ms mean in
+    the 10/40 run); one worker serves them all from one queue."""
     retry_share: float = 0.02
     """Share of submissions sent a second time with the same idempotency key."""
     pg_url: str = DEFAULT_PG_URL
     """PostgreSQL server for db=postgres."""
-    pg_connections: int = 4
-    """Database connections per worker process (PostgreSQL), so transactions at once per worker. 4 used about 13%
-    less CPU per judgment than 12 (fewer transactions skipping each other's locked items) at the same throughput."""
+    pg_connections: int = 6
+    """Database connections per worker process (PostgreSQL), so transactions at once per worker. With one worker
+    on 2 cores, 6 gave the tightest latencies (4 or 5: fewer judgments/s; 8 or 12: a longer tail)."""
     seed: int = 0
 
 

@@ -371,8 +371,9 @@ def bench_serve_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     clients: Annotated[int, typer.Option("--clients", help="Simulated annotators at once.")] = 50,
     judgments: Annotated[int, typer.Option("--judgments", help="Judgments in the timed phase.")] = 6000,
-    workers: Annotated[int, typer.Option("--workers", help="Server processes (default: 1 for SQLite, 2 for PostgreSQL).")] = 0,
+    workers: Annotated[int, typer.Option("--workers", help="Server processes (uvicorn workers).")] = 1,
     pg_url: Annotated[str, typer.Option("--pg-url", help="PostgreSQL server (db=postgres); a fresh schema is made and dropped.")] = "",
+    pg_connections: Annotated[int, typer.Option("--pg-connections", help="PostgreSQL: database connections (and transactions at once) per worker.")] = 6,
 ) -> None:
     """Concurrent annotators leasing items and submitting judgments over loopback, then a check of the database.
 
@@ -388,8 +389,10 @@ def bench_serve_cmd(
 
     if db not in ("sqlite", "postgres"):
         raise UserError(f"--db: sqlite or postgres, found {db!r}")
-    workload = ServeWorkload(db=db, clients=clients, judgments=judgments,
-                             workers=workers or (1 if db == "sqlite" else 2), pg_url=pg_url or DEFAULT_PG_URL)
+    if workers < 1 or pg_connections < 1:
+        raise UserError(f"--workers and --pg-connections: at least 1, found {workers} and {pg_connections}")
+    workload = ServeWorkload(db=db, clients=clients, judgments=judgments, workers=workers,
+                             pg_connections=pg_connections, pg_url=pg_url or DEFAULT_PG_URL)
     result = bench_serve(workload)
     shown = {k: getattr(result, k) for k in ("judgments_per_s", "p50_ms", "p99_ms", "lost", "duplicated")}
     if as_json:
