@@ -65,3 +65,18 @@ def test_sqlite_path_without_url_and_serve_help(tmp_path, run_cli, monkeypatch):
     assert path.is_file()
     code, out, _ = run_cli("serve", "--help")
     assert code == 0 and "--chat-model" in out and "--workers" in out
+
+
+def test_serve_passes_the_pool_size_to_the_app_and_refuses_a_bad_one(tmp_path, run_cli, monkeypatch):
+    import uvicorn
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append((app, kw)))
+    path = tmp_path / "fb.db"
+    code, out, err = run_cli("serve", "--db", path, "--pool-size", "3", "--port", "8123")
+    assert code == 0, err
+    app, options = started[0]
+    assert app.state.settings.pool_size == 3 and options["port"] == 8123
+    app.state.database.dispose()
+    code, _, err = run_cli("serve", "--db", path, "--pool-size", "0")
+    assert code == 2 and "--pool-size: at least 1" in err and len(started) == 1

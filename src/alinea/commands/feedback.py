@@ -88,7 +88,8 @@ def serve_cmd(
     db: DbOpt = DEFAULT_DB,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", help="Server processes (PostgreSQL: 2 or more; SQLite: 1, it has one writer).")] = 1,
+    workers: Annotated[int, typer.Option("--workers", help="Server processes. SQLite: 1 (it has one writer). PostgreSQL: 1 per core left to the server; uvicorn splits keep-alive connections unevenly between workers, and each worker's clients wait in proportion to its share (docs/feedback.md).")] = 1,
+    pool_size: Annotated[int, typer.Option("--pool-size", help="PostgreSQL: database connections per worker, so transactions at once (6 did best with one worker on 2 cores).")] = 8,
     schema: SchemaOpt = "",
     chat_model: Annotated[Path | None, typer.Option("--chat-model", help="Checkpoint that answers chat tasks (two samples per turn).")] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", help="Chat: longest answer in tokens.")] = 128,
@@ -106,7 +107,7 @@ def serve_cmd(
     Examples:
       alinea users create admin --role admin
       alinea serve --db feedback.db --port 8000
-      alinea serve --db postgresql+psycopg://postgres@127.0.0.1:5432/feedback --workers 2
+      alinea serve --db postgresql+psycopg://postgres@127.0.0.1:5432/feedback --pool-size 6
       alinea serve --chat-model runs/sft-XXXX/final
     """
     import uvicorn
@@ -114,7 +115,10 @@ def serve_cmd(
     from alinea.feedback import db as feedback_db
     from alinea.feedback.app import SETTINGS_ENV, create_app
 
-    extra = {"cookie_secure": cookie_secure, "sqlite_synchronous": sqlite_synchronous, "migrate": False}
+    if pool_size < 1:
+        raise UserError(f"--pool-size: at least 1, found {pool_size}")
+    extra = {"cookie_secure": cookie_secure, "sqlite_synchronous": sqlite_synchronous, "migrate": False,
+             "pool_size": pool_size}
     if os.environ.get(SECRET_ENV):
         extra["secret_key"] = os.environ[SECRET_ENV]
     settings = _settings(db, schema, **extra)
