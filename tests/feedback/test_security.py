@@ -214,8 +214,11 @@ def test_token_cache_trusts_a_token_for_at_most_its_ttl_with_spread_expiries(mon
     cache = deps.TokenCache(ttl_s=4.0)
     who = Principal(user_id=1, username="ana", role="annotator", locale="en", via="token")
     tokens = [f"aln_{i}" for i in range(200)]
+    import random
+    before = random.getstate()
     for token in tokens:
         cache.put(token, who)
+    assert random.getstate() == before  # the spread draws from the cache's own generator, not the process-wide one
     clock[0] += 2.99  # under 3/4 of the ttl: every entry still trusted
     assert all(cache.get(token) == who for token in tokens)
     clock[0] += 0.5  # 3.49 s: some have fallen due, not all (the expiries are spread over [3, 4] s)
