@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -170,7 +170,12 @@ again every `token_cache_seconds`, many at a time."""
 
 
 def principal_from_token(session: Session, *, token: str) -> Principal | None:
-    row = _TOKEN_OWNER.first(session.connection(), {"digest": security.digest(token)})
+    return principal_of_token(session.connection(), token=token)
+
+
+def principal_of_token(connection: Connection, *, token: str) -> Principal | None:
+    """The active user holding the unrevoked API token `token`, or None (a Core connection's transaction)."""
+    row = _TOKEN_OWNER.first(connection, {"digest": security.digest(token)})
     if row is None:
         return None
     return Principal(user_id=row.id, username=row.username, role=row.role, locale=row.locale, via="token")

@@ -7,8 +7,8 @@ of that machinery, and hands every other request to FastAPI untouched:
 
 - taken here: an API token (`Authorization: Bearer`), `Content-Type: application/json`, and a body whose fields
   have exactly the JSON types of `schemas.JudgmentCreate` and pass its checks (`_body_fields`). The token is
-  trusted from the cache that FastAPI's `require_caller` reads too, or looked up in the database (`check_token`)
-  in the thread that then records the judgment;
+  trusted from the cache that FastAPI's `require_caller` reads too, or looked up in the database by `api.judge`
+  in the transaction that then records the judgment;
 - handed to FastAPI: anything else (no token, a token the database does not know or that is revoked or whose user
   is disabled, a session cookie with its CSRF check, a body that is not JSON, a number sent as a string, an
   unknown field, ...). FastAPI then answers exactly as it always
@@ -29,7 +29,7 @@ from typing import Any
 from alinea.errors import UserError
 from alinea.feedback.errors import FeedbackError, Unauthenticated, database_error_answer
 from alinea.feedback.routes import api
-from alinea.feedback.routes.deps import MAX_ID, bearer_of, check_token, run_db_with
+from alinea.feedback.routes.deps import MAX_ID, bearer_of, run_db_with
 from alinea.feedback.schemas import MAX_INT, json_safe
 
 _FIELDS = frozenset(("answer", "idempotency_key", "time_spent_ms", "guideline_version", "lease_next"))
@@ -109,14 +109,11 @@ class FastJudgments:
         principal = state.token_cache.get(token)
 
         def work() -> tuple[int, dict[str, Any]] | None:
-            # A token not checked lately is looked up here, in the thread that then records the judgment, instead
-            # of sending the request through FastAPI's lane for it. Unknown, revoked or disabled: None, and FastAPI
+            # A token not checked lately is looked up by `judge`, in the judgment's own transaction, instead of
+            # sending the request through FastAPI's lane for it. Unknown, revoked or disabled: None, and FastAPI
             # answers (401, worded as always).
-            caller = principal or check_token(state, token)
-            if caller is None:
-                return None
-            return api.judge(state.database, seed=state.settings.seed, caller=caller, project_id=project_id,
-                             item_id=item_id, **fields)
+            return api.judge(state.database, seed=state.settings.seed, caller=principal, project_id=project_id,
+                             item_id=item_id, token=token, token_cache=state.token_cache, **fields)
 
         try:
             done = await run_db_with(state, work)
