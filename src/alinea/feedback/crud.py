@@ -169,10 +169,6 @@ _TOKEN_OWNER = Prepared(
 again every `token_cache_seconds`, many at a time."""
 
 
-def principal_from_token(session: Session, *, token: str) -> Principal | None:
-    return principal_of_token(session.connection(), token=token)
-
-
 def principal_of_token(connection: Connection, *, token: str) -> Principal | None:
     """The active user holding the unrevoked API token `token`, or None (a Core connection's transaction)."""
     row = _TOKEN_OWNER.first(connection, {"digest": security.digest(token)})

@@ -90,7 +90,7 @@ class TokenCache:
 def check_token(state, token: str) -> Principal | None:
     """Look an API token up in the database (blocking) and cache what it gives: the token's principal, or None."""
     with state.database.read() as session:
-        principal = crud.principal_from_token(session, token=token)
+        principal = crud.principal_of_token(session.connection(), token=token)
     if principal is not None:
         state.token_cache.put(token, principal)
     return principal
