@@ -7,9 +7,11 @@ response lengths are set independently; the pool talks to the feedback app under
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 import re
+import threading
 from collections import Counter
 
 import pytest
@@ -196,9 +198,19 @@ def test_one_worker_gives_the_same_judgments_in_every_run(app_server):
 
 def test_lost_answers_do_not_duplicate_judgments(app_server):
     submissions = itertools.count(1)  # next() on a count is atomic: the worker threads share it
+    keys_seen: set[str] = set()
+    keys_lock = threading.Lock()
 
     def every_fifth_judgment(request) -> bool:
-        return request.url.path.endswith("/judgments") and next(submissions) % 5 == 0
+        """The answer to every fifth first attempt is lost. Retries are never lost: with 3 threads sharing the
+        count, a retry could otherwise land on a multiple of 5 too (lost twice, replayed once)."""
+        if not request.url.path.endswith("/judgments"):
+            return False
+        key = json.loads(request.content)["idempotency_key"]
+        with keys_lock:
+            first_attempt = key not in keys_seen
+            keys_seen.add(key)
+        return first_attempt and next(submissions) % 5 == 0
 
     transport = LoseAnswers(every_fifth_judgment, times=1000)
     pool = AnnotatorPool([AnnotatorSpec(f"ann{k}") for k in range(3)], planted_gold)
