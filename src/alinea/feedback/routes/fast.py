@@ -11,9 +11,8 @@ of that machinery, and hands every other request to FastAPI untouched:
   in the transaction that then records the judgment;
 - handed to FastAPI: anything else (no token, a token the database does not know or that is revoked or whose user
   is disabled, a session cookie with its CSRF check, a body that is not JSON, a number sent as a string, an
-  unknown field, ...). FastAPI then answers exactly as it always
-  did, 422 and all, so the fast lane cannot change an answer: it only skips work for bodies FastAPI would accept
-  as they are.
+  unknown field, ...). FastAPI then answers exactly as it always did, 422 and all, so the fast lane cannot change
+  an answer: it only skips work for bodies FastAPI would accept as they are.
 
 Both lanes run the same work (`api.judge`) and build the same JSON; the route stays in the OpenAPI spec. It sits
 inside `BodyLimit` (413 for large bodies, security headers on every answer) and maps errors as the app's handlers
