@@ -109,3 +109,44 @@ def test_models_set_to_another_implementation_are_left_alone():
     model.set_attn_implementation("eager")
     assert not use_cpu_attention(model)
     assert model.config._attn_implementation == "eager"
+
+
+def _autograd_products(query, key, value, attn_mask, scale):
+    """The formula `_ProductAttention` computes, written op by op so that autograd derives its backward."""
+    scores = torch.matmul(query, key.transpose(-1, -2)).float().mul_(scale)
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        scores = scores.masked_fill(~attn_mask, torch.finfo(torch.float32).min)
+    elif attn_mask is not None:
+        scores = scores + attn_mask.float()
+    return torch.matmul(scores.softmax(dim=-1).to(torch.bfloat16), value)
+
+
+@pytest.mark.parametrize("mask_kind", ["none", "causal", "bool_with_empty_rows", "additive"])
+def test_hand_written_backward_equals_autograd_bit_for_bit(mask_kind):
+    torch.manual_seed(3)
+    batch, heads, length, dim = 3, 2, 9, 8
+    mask = None
+    if mask_kind == "causal":
+        mask = torch.ones(length, length, dtype=torch.bool).tril()
+    elif mask_kind == "bool_with_empty_rows":  # row 0 is a left-padded sequence: its first queries see no key
+        mask = torch.ones(length, length, dtype=torch.bool).tril()[None, None].repeat(batch, 1, 1, 1)
+        mask[0, :, :, :3] = False
+    elif mask_kind == "additive":
+        mask = torch.randn(batch, 1, length, length)
+    inputs = [torch.randn(batch, heads, length, dim, dtype=torch.bfloat16) for _ in range(3)]
+    grad_out = torch.randn(batch, heads, length, dim, dtype=torch.bfloat16)
+    results = []
+    for function in (_autograd_products, attention._ProductAttention.apply):
+        leaves = [x.clone().requires_grad_() for x in inputs]
+        out = function(*leaves, mask, 0.3)
+        out.backward(grad_out)
+        results.append([out] + [x.grad for x in leaves])
+    for mine, reference in zip(*results, strict=True):
+        assert torch.equal(mine, reference)
+
+
+def test_bf16_to_float32_is_exact():
+    x = torch.randn(1000).mul_(1e4).to(torch.bfloat16)
+    special = torch.tensor([0.0, -0.0, float("inf"), float("-inf"), 1e-40], dtype=torch.bfloat16)
+    for values in (x, special, x.view(10, 100).t()):
+        assert torch.equal(attention.bf16_to_float32(values), values.float())

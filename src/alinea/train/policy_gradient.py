@@ -297,7 +297,7 @@ class PolicyGradientTrainer:
                 seed=_step_seed(rcfg.seed, step) + self.acc.process_index * rcfg.batch_size,
                 chunk_size=rcfg.generation_batch_size,
             )
-        with timer("score"):
+        with timer("score"), self.acc.autocast():  # reward models in the run's precision (bf16: autocast)
             total, components = self.rewards.score(
                 RewardInputs(prompts=rollout.prompt_texts, responses=rollout.response_texts, sequences=rollout.sequences())
             )
