@@ -144,9 +144,3 @@ def test_hand_written_backward_equals_autograd_bit_for_bit(mask_kind):
     for mine, reference in zip(*results, strict=True):
         assert torch.equal(mine, reference)
 
-
-def test_bf16_to_float32_is_exact():
-    x = torch.randn(1000).mul_(1e4).to(torch.bfloat16)
-    special = torch.tensor([0.0, -0.0, float("inf"), float("-inf"), 1e-40], dtype=torch.bfloat16)
-    for values in (x, special, x.view(10, 100).t()):
-        assert torch.equal(attention.bf16_to_float32(values), values.float())
