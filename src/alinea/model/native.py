@@ -77,9 +77,13 @@ static inline float exp_approx(float x) {  /* e^x, about 2 ulp; 0 below -87 is n
 #define GELU_A 0.044715f
 
 #define PARALLEL_FROM 131072
+#define CHUNK 4096
 
-void gelu_tanh_bf16(const uint16_t *x, uint16_t *y, int64_t n) {
-    #pragma omp parallel for schedule(static) if (n >= PARALLEL_FROM)
+/* The loops read their inputs from small copies on the stack: a saved activation that has left the core's cache
+   (the backward pass reads it long after the forward wrote it) came in at a quarter of memcpy's pace when the
+   arithmetic loop itself loaded it (1M numbers: 0.85 ms against 0.37 ms from cache; with the copies 0.43 ms). */
+
+static void gelu_block(const uint16_t *restrict x, uint16_t *restrict y, int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = from_bf16(x[i]);
         float u = 2.0f * GELU_C * v * (1.0f + GELU_A * v * v);
@@ -87,8 +91,8 @@ void gelu_tanh_bf16(const uint16_t *x, uint16_t *y, int64_t n) {
     }
 }
 
-void gelu_tanh_bf16_backward(const uint16_t *grad, const uint16_t *x, uint16_t *out, int64_t n) {
-    #pragma omp parallel for schedule(static) if (n >= PARALLEL_FROM)
+static void gelu_backward_block(const uint16_t *restrict grad, const uint16_t *restrict x, uint16_t *restrict out,
+                                int64_t n) {
     for (int64_t i = 0; i < n; i++) {
         float v = from_bf16(x[i]);
         float v2 = v * v;
@@ -96,6 +100,27 @@ void gelu_tanh_bf16_backward(const uint16_t *grad, const uint16_t *x, uint16_t *
         float s = 1.0f / (1.0f + exp_approx(-u));
         float d = s + v * s * (1.0f - s) * 2.0f * GELU_C * (1.0f + 3.0f * GELU_A * v2);
         out[i] = to_bf16(from_bf16(grad[i]) * d);
+    }
+}
+
+void gelu_tanh_bf16(const uint16_t *x, uint16_t *y, int64_t n) {
+    #pragma omp parallel for schedule(static) if (n >= PARALLEL_FROM)
+    for (int64_t c = 0; c < n; c += CHUNK) {
+        uint16_t xs[CHUNK];
+        int64_t len = n - c < CHUNK ? n - c : CHUNK;
+        memcpy(xs, x + c, (size_t)len * 2);
+        gelu_block(xs, y + c, len);
+    }
+}
+
+void gelu_tanh_bf16_backward(const uint16_t *grad, const uint16_t *x, uint16_t *out, int64_t n) {
+    #pragma omp parallel for schedule(static) if (n >= PARALLEL_FROM)
+    for (int64_t c = 0; c < n; c += CHUNK) {
+        uint16_t xs[CHUNK], gs[CHUNK];
+        int64_t len = n - c < CHUNK ? n - c : CHUNK;
+        memcpy(xs, x + c, (size_t)len * 2);
+        memcpy(gs, grad + c, (size_t)len * 2);
+        gelu_backward_block(gs, xs, out + c, len);
     }
 }
 """
