@@ -171,6 +171,40 @@ def test_on_a_cpu_every_plain_linear_layer_is_packed_and_the_logits_do_not_chang
     assert decoder.linears is None
 
 
+def test_bf16_compute_dtype_packs_bf16_copies_and_gives_the_autocast_logits():
+    from alinea.model.fast import fuse_activations
+    from alinea.model.onednn import onednn_linear_works
+
+    if not onednn_linear_works(torch.bfloat16):
+        pytest.skip("this torch has no working bf16 oneDNN linear kernel")
+    model = tiny_lm("gpt2", seed=6)
+    fuse_activations(model)
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    ids, mask = left_pad([[5, 17, 42, 8, 3, 60], [9, 4, 33]])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    decoder = decoder_for(model, 10)
+    decoder.start(mask.bool(), 10, compute_dtype=torch.bfloat16)
+    assert decoder.linears is not None and decoder.linears.dtype == torch.bfloat16
+    with torch.inference_mode():
+        logits = decoder.prefill(ids, positions)
+        assert logits.dtype == torch.float32 and decoder.cache.keys[0].dtype == torch.bfloat16
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            reference = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1].float()
+        exact = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+    # bf16 products: as far from the float32 logits as autocast's, and close to autocast's own
+    assert (logits - exact).abs().max() < 3 * (reference - exact).abs().max() + 1e-3
+    torch.testing.assert_close(logits, reference, atol=0.05, rtol=0.05)
+    assert all(torch.equal(p, weights[name]) for name, p in model.named_parameters())  # the model is untouched
+    # the whole sampler with bf16 products: its first greedy token is the argmax of the bf16 logits above
+    new_bf16, _ = generate_ids(model, ids, mask, max_new_tokens=4, stop_ids=[], pad_id=0, temperature=0.0,
+                               compute_dtype=torch.bfloat16)
+    assert new_bf16.shape == (2, 4) and torch.equal(new_bf16[:, 0], logits.argmax(-1))
+    # decoders that do not take a compute dtype ignore it: float32 weights, float32 cache
+    llama = decoder_for(tiny_lm("llama", seed=6), 10)
+    llama.start(mask.bool(), 10, compute_dtype=torch.bfloat16)
+    assert llama.linears is None or llama.linears.dtype == torch.float32
+
+
 def test_lora_wrapped_layers_are_not_packed_and_the_others_are():
     peft = pytest.importorskip("peft")
     from alinea.model.onednn import onednn_linear_works

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from alinea.model.onednn import PackedLinears
+from alinea.model.onednn import PackedLinears, as_input_of
 from alinea.model.tokenizer import stop_token_ids
 
 NUCLEUS_CANDIDATES = 64
@@ -134,6 +134,7 @@ def generate_ids(
     min_new_tokens: int = 0,
     fixed_length: bool = False,
     use_own_decoder: bool = True,
+    compute_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample continuations of left-padded prompts `input_ids` (batch, prompt_len) with `attention_mask` (0 = pad).
 
@@ -142,20 +143,23 @@ def generate_ids(
     stopped, or `max_new_tokens`; with `fixed_length` it is always `max_new_tokens` (PPO's "EOS trick" samples a fixed
     number of tokens). Stop tokens cannot be drawn in the first `min_new_tokens` steps. `use_own_decoder=False`
     forces the model's own forward (for comparisons); otherwise our decoder runs whenever it knows the architecture.
+    `compute_dtype=torch.bfloat16` runs the products of our GPT-2 decoder on a CPU in bf16 (bf16 copies of the
+    weights, packed once per call; norms, residual sums and the sampling in float32), as autocast would: what a bf16
+    RL run samples with. Elsewhere (fp32 by default, other decoders, GPUs) it changes nothing.
     The returned tensors are ordinary tensors (usable in autograd), although sampling runs under inference mode.
     """
     with torch.inference_mode():
         new_ids, finished = _sample_loop(
             model, input_ids, attention_mask, max_new_tokens=max_new_tokens, stop_ids=list(stop_ids), pad_id=pad_id,
             temperature=temperature, top_p=top_p, generator=generator, min_new_tokens=min_new_tokens,
-            fixed_length=fixed_length, use_own_decoder=use_own_decoder,
+            fixed_length=fixed_length, use_own_decoder=use_own_decoder, compute_dtype=compute_dtype,
         )
     return new_ids.clone(), finished.clone()  # clones made outside inference mode are normal tensors
 
 
 def _sample_loop(
     model, input_ids, attention_mask, *, max_new_tokens, stop_ids, pad_id, temperature, top_p, generator,
-    min_new_tokens, fixed_length, use_own_decoder,
+    min_new_tokens, fixed_length, use_own_decoder, compute_dtype=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     device = input_ids.device
     batch, prompt_len = input_ids.shape
@@ -168,7 +172,7 @@ def _sample_loop(
     decoder = decoder_for(model, total_len) if use_own_decoder else None
     if decoder is None:
         decoder = HFCacheDecoder(model)
-    decoder.start(prompt_mask, total_len)
+    decoder.start(prompt_mask, total_len, compute_dtype=compute_dtype)
 
     stops = torch.tensor(stop_ids, dtype=torch.long, device=device)
     new_ids = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)
@@ -255,7 +259,10 @@ class StaticKVDecoder:
         """Every linear layer a step multiplies by (projections, MLP, LM head): what `start` may pack."""
         raise NotImplementedError
 
-    def start(self, prompt_mask: torch.Tensor, total_len: int) -> None:
+    takes_compute_dtype = False
+    """Whether `start(compute_dtype=...)` is honoured (the decoder keeps its attention inputs in one dtype)."""
+
+    def start(self, prompt_mask: torch.Tensor, total_len: int, compute_dtype: torch.dtype | None = None) -> None:
         self.cache = KVCache(self.n_layers, total_len)
         head = self.lm.lm_head
         self.head_t = self.head_bias = self.linears = None
@@ -265,7 +272,10 @@ class StaticKVDecoder:
             # GPT-2, every product of a decode step about halved (see alinea.model.onednn and docs/sampling.md).
             # Per call, because a policy's weights change between calls.
             modules = self.linear_modules()
-            if PackedLinears.applies(modules):
+            dtype = compute_dtype if self.takes_compute_dtype else None
+            if dtype is not None and PackedLinears.applies(modules, dtype=dtype):
+                self.linears = PackedLinears(modules, rows=prompt_mask.shape[0], dtype=dtype)
+            elif PackedLinears.applies(modules):
                 self.linears = PackedLinears(modules, rows=prompt_mask.shape[0])
         head_packed = self.linears is not None and head in self.linears
         if on_cpu and not head_packed and type(head) is torch.nn.Linear and head.weight.numel() <= 2**26:
@@ -319,7 +329,7 @@ class StaticKVDecoder:
         """`module(x)` for a linear layer, through its packed weight when this call packed it."""
         if self.linears is not None and module in self.linears:
             return self.linears(module, x)
-        return module(x)
+        return module(as_input_of(module, x))
 
     def project_then(self, module: torch.nn.Module, x: torch.Tensor, act, fused: tuple[str, str] | None):
         """`act(module(x))`; `fused` names act as a oneDNN post-operation (e.g. ("gelu", "tanh")) applied in the
@@ -331,7 +341,7 @@ class StaticKVDecoder:
     def logits(self, last_hidden: torch.Tensor) -> torch.Tensor:
         """The LM head on the final-normed last hidden state (batch, width) -> (batch, vocab)."""
         if self.linears is not None and self.lm.lm_head in self.linears:
-            return self.linears(self.lm.lm_head, last_hidden)
+            return self.linears(self.lm.lm_head, last_hidden).float()  # sampling reads float32 logits
         if self.head_t is not None:
             out = torch.matmul(last_hidden, self.head_t)
             return out if self.head_bias is None else out.add_(self.head_bias)
@@ -355,6 +365,8 @@ def prefill_mask(prompt_mask: torch.Tensor) -> torch.Tensor:
 
 class Gpt2Decoder(StaticKVDecoder):
     """GPT-2 (`GPT2LMHeadModel`): learned positions, pre-LayerNorm blocks, fused qkv projection (Conv1D)."""
+
+    takes_compute_dtype = True  # q, k and v come out of one product; the residual stream stays float32
 
     def __init__(self, lm) -> None:
         super().__init__(lm, lm.config.n_layer)
@@ -524,7 +536,7 @@ class HFCacheDecoder:
         self.cache_arg = "cache" if "cache" in params else "past_key_values"  # `cache` in recent transformers
         self.logits_arg = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
 
-    def start(self, prompt_mask: torch.Tensor, total_len: int) -> None:
+    def start(self, prompt_mask: torch.Tensor, total_len: int, compute_dtype: torch.dtype | None = None) -> None:
         from transformers import DynamicCache
 
         self.cache = DynamicCache()

@@ -66,28 +66,38 @@ class PackedLinears:
     and any other wrapper keep working: `packed(layer, x)` gives `layer(x)` either way.
     """
 
-    def __init__(self, modules: list[nn.Module], rows: int) -> None:
+    def __init__(self, modules: list[nn.Module], rows: int, dtype: torch.dtype | None = None) -> None:
+        """`dtype`: pack copies of the weights (and biases) converted to it, e.g. bf16 copies of an fp32 model's
+        weights for bf16 products (inputs are converted on the way in, as autocast does); None keeps their dtype."""
         self.entries: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self.dtype = dtype
         for module in modules:
             found = _weight_out_in(module)
             if found is None or id(module) in self.entries:
                 continue
             weight, bias = found
-            self.entries[id(module)] = (torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows), bias)
+            weight = weight.detach()
+            if dtype is not None and weight.dtype != dtype:
+                weight = weight.to(dtype)
+                bias = bias.detach().to(dtype) if bias is not None else None
+            self.dtype = weight.dtype
+            self.entries[id(module)] = (torch.ops.mkldnn._reorder_linear_weight(weight, rows), bias)
 
     @staticmethod
-    def applies(modules: list[nn.Module], *, max_elements: int = 2**26) -> bool:
-        """Whether packing these layers is possible and worth it: CPU weights of one packable dtype, no autocast,
-        a working kernel, and at most `max_elements` weights in all (the copies cost memory for the whole call)."""
+    def applies(modules: list[nn.Module], *, dtype: torch.dtype | None = None, max_elements: int = 2**26) -> bool:
+        """Whether packing these layers (in `dtype`, else their own dtype) is possible and worth it: CPU weights of
+        one dtype, packed in a packable dtype, no autocast, a working kernel, and at most `max_elements` weights in
+        all (the copies cost memory for the whole call)."""
         weights = [found[0] for module in modules if (found := _weight_out_in(module)) is not None]
         if not weights or torch.is_autocast_enabled("cpu"):
             return False
-        dtype = weights[0].dtype
+        own = weights[0].dtype
+        packed = dtype or own
         return (
-            all(w.device.type == "cpu" and w.dtype == dtype for w in weights)
-            and dtype in PACKABLE_DTYPES
+            all(w.device.type == "cpu" and w.dtype == own for w in weights)
+            and packed in PACKABLE_DTYPES
             and sum(w.numel() for w in weights) <= max_elements
-            and onednn_linear_works(dtype)
+            and onednn_linear_works(packed)
         )
 
     def __contains__(self, module: nn.Module) -> bool:
@@ -100,6 +110,16 @@ class PackedLinears:
         if entry is None:
             if activation != "none":
                 raise ValueError(f"{type(module).__name__} is not packed: apply {activation} yourself")
-            return module(x)
+            return module(as_input_of(module, x))
         packed, bias = entry
+        if x.dtype != packed.dtype:
+            x = x.to(packed.dtype)
         return torch.ops.mkldnn._linear_pointwise(x, packed, bias, activation, [], algorithm)
+
+
+def as_input_of(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`x` in the dtype of the module's first floating-point parameter (bf16 products feed unpacked fp32 layers)."""
+    for param in module.parameters():
+        if param.is_floating_point():
+            return x if x.dtype == param.dtype else x.to(param.dtype)
+    return x

@@ -296,6 +296,7 @@ class PolicyGradientTrainer:
                 max_new_tokens=rcfg.max_new_tokens, temperature=rcfg.temperature, top_p=rcfg.top_p,
                 seed=_step_seed(rcfg.seed, step) + self.acc.process_index * rcfg.batch_size,
                 chunk_size=rcfg.generation_batch_size,
+                compute_dtype=torch.bfloat16 if self.precision == "bf16" and self.acc.device.type == "cpu" else None,
             )
         with timer("score"), self.acc.autocast():  # reward models in the run's precision (bf16: autocast)
             total, components = self.rewards.score(

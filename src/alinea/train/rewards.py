@@ -118,8 +118,11 @@ class RewardModelSource:
         from alinea.model.reward import load_reward_model, normalisation_of
 
         self.path = str(path)
+        from alinea.model.fast import fuse_activations
+
         self.model, self.tokenizer = load_reward_model(path)
         self.model.to(device)
+        fuse_activations(self.model)  # same function, one kernel (model/fast.py); scoring is inference only
         self.norm = normalisation_of(self.model)
         self.batch_size = batch_size
         self.sign = sign  # -1 for `neg:DIR`

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from alinea.errors import UserError
-from alinea.losses import entropy_from_logits, token_logprobs
+from alinea.losses import entropy_from_logits, to_float32, token_logprobs
 
 
 @dataclass
@@ -143,9 +143,11 @@ def sample_episodes(
     top_p: float,
     seed: int,
     chunk_size: int,
+    compute_dtype: torch.dtype | None = None,
 ) -> Rollout:
     """Sample one answer per prompt index. Each chunk of `chunk_size` episodes has its own generator seeded by
-    (seed, chunk id), so the same episodes come out however the batch is split over processes."""
+    (seed, chunk id), so the same episodes come out however the batch is split over processes. `compute_dtype`:
+    see `generate_ids` (bf16 products in a bf16 run on a CPU)."""
     from alinea.model.generation import generate_ids
     from alinea.model.tokenizer import stop_token_ids
 
@@ -161,7 +163,7 @@ def sample_episodes(
         generator = torch.Generator(device=device).manual_seed(seed + chunk_start)
         new_ids, finished = generate_ids(
             model, ids.to(device), mask.to(device), max_new_tokens=max_new_tokens, stop_ids=stop_ids,
-            pad_id=pad_id, temperature=temperature, top_p=top_p, generator=generator,
+            pad_id=pad_id, temperature=temperature, top_p=top_p, generator=generator, compute_dtype=compute_dtype,
         )
         pieces.append((ids, mask, new_ids.cpu(), finished.cpu()))
     if was_training:
@@ -313,7 +315,7 @@ def fast_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor
     """
     rows = []
     for row_logits in logits:  # (T, V)
-        z = row_logits.float()
+        z = to_float32(row_logits)
         if temperature != 1.0:
             z = z / temperature
         rows.append(torch.logsumexp(z, dim=-1) - torch.linalg.vecdot(torch.softmax(z, dim=-1), z))  # (T,)
