@@ -274,6 +274,18 @@ def test_long_prompts_are_cut_from_the_left_and_counted(rl_policy_dir, tmp_path,
 
 
 @pytest.mark.slow
+def test_bf16_policy_forward_keeps_autocast_and_its_bf16_logits(rl_policy_dir, demo_data, tmp_path):
+    cfg = rl_config("ppo", rl_policy_dir, demo_data["prompts"], tmp_path, precision="bf16")
+    trainer = pg.PolicyGradientTrainer("ppo", cfg)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        logits = trainer.policy(input_ids=ids).logits  # no autocast block here: the prepared forward has its own
+        reference = trainer.reference(input_ids=ids).logits
+    assert logits.dtype == torch.bfloat16  # accelerate's cast of every output to float32 is gone
+    assert reference.dtype == torch.float32
+    assert (logits.float() - reference).abs().max() < 0.1  # bf16 products of the same weights
+
+
 def test_two_process_ddp_matches_one_process(rl_policy_dir, demo_data, tmp_path):
     """RLOO, one step with one update on the whole batch: 2 processes x 8 episodes == 1 process x 16 episodes.
 
