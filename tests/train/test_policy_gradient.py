@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -284,6 +285,29 @@ def test_bf16_policy_forward_keeps_autocast_and_its_bf16_logits(rl_policy_dir, d
     assert logits.dtype == torch.bfloat16  # accelerate's cast of every output to float32 is gone
     assert reference.dtype == torch.float32
     assert (logits.float() - reference).abs().max() < 0.1  # bf16 products of the same weights
+
+
+@pytest.mark.parametrize("clip", [0.05, 100.0])  # clipping, and a bound the gradients never reach
+def test_clipping_through_the_fused_kernel_equals_clip_grad_norm(clip):
+    from types import SimpleNamespace
+
+    from accelerate import Accelerator
+
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(16, 8), None]
+    models[1] = copy.deepcopy(models[0])
+    optimizers = [torch.optim.AdamW(m.parameters(), lr=0.1, fused=True) for m in models]
+    x = torch.randn(4, 16)
+    for model in models:
+        model(x).pow(2).sum().backward()
+    norm = torch.nn.utils.clip_grad_norm_(models[0].parameters(), clip)
+    optimizers[0].step()
+    fake = SimpleNamespace(rcfg=SimpleNamespace(grad_clip=clip), acc=Accelerator(cpu=True))
+    pg.PolicyGradientTrainer._clipped_step(fake, optimizers[1], models[1])
+    assert (float(norm) > clip) == (clip == 0.05)
+    for mine, reference in zip(models[1].parameters(), models[0].parameters(), strict=True):
+        torch.testing.assert_close(mine, reference, rtol=1e-6, atol=1e-7)
+    assert not hasattr(optimizers[1], "grad_scale")  # the hook is removed after the step
 
 
 def test_two_process_ddp_matches_one_process(rl_policy_dir, demo_data, tmp_path):
