@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from alinea.errors import UserError
-from alinea.losses import entropy_from_logits, to_float32, token_logprobs
+from alinea.losses import entropy_from_logits, token_logprobs
 
 
 @dataclass
@@ -315,7 +315,7 @@ def fast_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor
     """
     rows = []
     for row_logits in logits:  # (T, V)
-        z = to_float32(row_logits)
+        z = row_logits.float()
         if temperature != 1.0:
             z = z / temperature
         rows.append(torch.logsumexp(z, dim=-1) - torch.linalg.vecdot(torch.softmax(z, dim=-1), z))  # (T,)
