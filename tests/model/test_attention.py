@@ -144,3 +144,15 @@ def test_hand_written_backward_equals_autograd_bit_for_bit(mask_kind):
     for mine, reference in zip(*results, strict=True):
         assert torch.equal(mine, reference)
 
+
+def test_a_mask_changed_in_place_is_not_served_a_stale_bias():
+    torch.manual_seed(4)
+    query, key, value = (torch.randn(1, 2, 5, 8, dtype=torch.bfloat16) for _ in range(3))
+    mask = torch.ones(1, 1, 5, 5, dtype=torch.bool).tril()
+    first = attention._ProductAttention.apply(query, key, value, mask, 0.3)
+    assert torch.equal(attention._ProductAttention.apply(query, key, value, mask, 0.3), first)  # cached bias
+    mask[..., 0] = False  # the same tensor, now hiding the first key from every query
+    changed = attention._ProductAttention.apply(query, key, value, mask, 0.3)
+    assert torch.equal(changed, _autograd_products(query, key, value, mask, 0.3))
+    assert not torch.equal(changed, first)
+
