@@ -14,6 +14,7 @@ from alinea.losses import (
     ppo_policy_loss,
     ppo_value_loss,
     token_logprobs,
+    token_logprobs_and_entropy,
 )
 
 E = math.e
@@ -127,6 +128,20 @@ def test_token_logprobs_values_and_gradients_equal_autograd_bit_for_bit(dtype, t
     assert torch.equal(results[0][0], results[1][0])
     assert results[1][1].dtype == dtype
     assert torch.equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_token_logprobs_and_entropy_in_one_pass(dtype, temperature):
+    torch.manual_seed(6)
+    logits = (torch.randn(3, 70, 1500) * 3).to(dtype)  # 210 rows: two blocks of rows
+    logits[2, 5, 7] = float("-inf")  # a blocked token: its row is recomputed, the entropy stays finite
+    targets = torch.randint(0, 1500, (3, 70))
+    targets[1, 60:] = IGNORE_INDEX
+    logprobs, entropy = token_logprobs_and_entropy(logits, targets, temperature)
+    assert torch.equal(logprobs, token_logprobs(logits, targets, temperature))
+    assert torch.isfinite(entropy).all()
+    torch.testing.assert_close(entropy, entropy_from_logits(logits, temperature), atol=1e-4, rtol=1e-5)
 
 
 def test_token_logprobs_errors():

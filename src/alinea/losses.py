@@ -389,6 +389,44 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: flo
     return picked.view(targets.shape).masked_fill(~valid, 0.0)  # (B, T)
 
 
+@torch.no_grad()
+def token_logprobs_and_entropy(
+    logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(`token_logprobs`, `entropy_from_logits`) of the same logits, without gradients, in one pass per block of rows:
+    the entropy H = lse - sum_v softmax(z)_v z_v (z = logits / T) reuses the log-sum-exp of the log-probs. Both
+    float32 (B, T). Rows with a -inf logit (0 * -inf is not a number here) are recomputed by `entropy_from_logits`,
+    which gives such tokens 0. The rollout's `reference` phase computes both for the sampling policy: on the 32 x 64
+    x 8192 bf16 logits of a PPO step of `alinea bench ppo` (2 threads, Intel Xeon), 60 ms as `token_logprobs` plus
+    the rollout's separate entropy pass, 29 ms here."""
+    _check_temperature(temperature)
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must agree on (batch, T)"
+        )
+    valid = targets >= 0
+    flat = logits.reshape(-1, logits.shape[-1])
+    picked = flat.gather(1, targets.clamp(min=0).reshape(-1, 1)).squeeze(1).float()  # (N,)
+    if temperature != 1.0:
+        picked = picked / temperature
+    entropy = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
+    block = _rows_per_block(flat.shape[-1])
+    for start in range(0, flat.shape[0], block):
+        rows = slice(start, start + block)
+        scaled = flat[rows].float()
+        if temperature != 1.0:
+            scaled = scaled / temperature
+        lse = torch.logsumexp(scaled, dim=-1)  # (n,)
+        picked[rows] -= lse
+        probs = (scaled - lse.unsqueeze(1)).exp_()
+        entropy[rows] = lse - torch.linalg.vecdot(probs, scaled)
+    entropy = entropy.view(targets.shape)
+    bad = (~torch.isfinite(entropy)).any(dim=-1).nonzero().flatten()
+    if bad.numel():
+        entropy[bad] = entropy_from_logits(logits[bad], temperature=temperature)
+    return picked.view(targets.shape).masked_fill(~valid, 0.0), entropy
+
+
 class _TokenLogProb(torch.autograd.Function):
     """log softmax(logits / T)[target] of each row: logits (N, V) of any float dtype, targets (N,) -> float32 (N,).
 

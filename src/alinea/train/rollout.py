@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from alinea.errors import UserError
-from alinea.losses import entropy_from_logits, token_logprobs
+from alinea.losses import entropy_from_logits, token_logprobs, token_logprobs_and_entropy
 
 
 @dataclass
@@ -211,6 +211,8 @@ def policy_forward(
     Episodes that share a prompt (RLOO/GRPO sample k answers per prompt) run that prompt once: see `answer_logits`."""
     logits = answer_logits(model, rollout)  # (B, T, V)
     targets = rollout.response_ids.to(logits.device)
+    if with_entropy and not torch.is_grad_enabled():  # the rollout's log-probs: both from one pass over the logits
+        return token_logprobs_and_entropy(logits, targets, temperature=temperature)
     logprobs = token_logprobs(logits, targets, temperature=temperature)
     entropy = fast_entropy(logits.detach(), temperature=temperature) if with_entropy else None
     return logprobs, entropy
