@@ -205,6 +205,27 @@ def test_bf16_compute_dtype_packs_bf16_copies_and_gives_the_autocast_logits():
     assert llama.linears is None or llama.linears.dtype == torch.float32
 
 
+def test_bf16_compute_dtype_feeds_lora_wrapped_layers_float32_inputs():
+    peft = pytest.importorskip("peft")
+    from alinea.model.onednn import onednn_linear_works
+
+    if not onednn_linear_works(torch.bfloat16):
+        pytest.skip("this torch has no working bf16 oneDNN linear kernel")
+    model = peft.get_peft_model(tiny_lm("gpt2", seed=7), peft.LoraConfig(r=4, target_modules=["c_attn"],
+                                                                          fan_in_fan_out=True))
+    ids, mask = left_pad([[5, 17, 42, 8], [9, 4]])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    decoder = decoder_for(model, 8)
+    decoder.start(mask.bool(), 8, compute_dtype=torch.bfloat16)
+    block = decoder.body.h[0]
+    assert block.attn.c_attn not in decoder.linears and block.mlp.c_fc in decoder.linears
+    with torch.inference_mode():
+        logits = decoder.prefill(ids, positions)  # the adapter's layer takes the bf16 stream back in float32
+        exact = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+    assert logits.dtype == torch.float32
+    torch.testing.assert_close(logits, exact, atol=0.1, rtol=0.05)
+
+
 def test_lora_wrapped_layers_are_not_packed_and_the_others_are():
     peft = pytest.importorskip("peft")
     from alinea.model.onednn import onednn_linear_works
