@@ -159,3 +159,25 @@ def test_a_raising_or_nan_cost_fails_on_the_probe_batch_naming_it():
     with pytest.raises(UserError, match=r"cost function judge: returned 1 values for 2 responses"):
         mix(lambda p, r: [0.0]).check(["p", "q"])
     mix(constant(0.5)).check(["p"])  # a working cost passes
+
+
+def test_a_reward_model_scores_inside_the_precision_context_it_is_given(scorers, tokenizer):
+    import contextlib
+
+    sequences = [tokenizer("<|user|>\nHi<|end|>\n<|assistant|>\nHello there.", add_special_tokens=False)["input_ids"]]
+    inputs = RewardInputs(prompts=["Hi"], responses=["Hello there."], sequences=sequences)
+    source = resolve_source(str(scorers["reward"]))
+    plain = source(inputs)
+    entered = []
+
+    @contextlib.contextmanager
+    def bf16():
+        entered.append(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            yield
+
+    source.precision = bf16  # what an RL trainer sets in a bf16 run
+    low = source(inputs)
+    assert entered and low != plain and low == pytest.approx(plain, abs=0.1)
+    mix = RewardMix([source, FunctionSource("f", constant(1.0))], [1.0, 1.0])
+    assert mix.model_sources() == [source]

@@ -209,6 +209,8 @@ class PolicyGradientTrainer:
         else:
             self.rewards = RewardMix.from_config(rcfg.rewards, rcfg.reward_weights, device=self.acc.device)
         self.rewards.check_tokenizer(self.tokenizer)
+        for source in self.rewards.model_sources():  # reward models score in the run's precision (bf16: autocast)
+            source.precision = self.acc.autocast
         self.prompts: PromptSet = load_prompts(rcfg.prompts, self.tokenizer, max_prompt_len=rcfg.max_prompt_len)
         self.rewards.check(self.prompts.texts)
         context = getattr(policy.config, "max_position_embeddings", None)
@@ -300,7 +302,7 @@ class PolicyGradientTrainer:
                 chunk_size=rcfg.generation_batch_size,
                 compute_dtype=torch.bfloat16 if self.precision == "bf16" and self.acc.device.type == "cpu" else None,
             )
-        with timer("score"), self.acc.autocast():  # reward models in the run's precision (bf16: autocast)
+        with timer("score"):
             total, components = self.rewards.score(
                 RewardInputs(prompts=rollout.prompt_texts, responses=rollout.response_texts, sequences=rollout.sequences())
             )
@@ -396,8 +398,8 @@ class PolicyGradientTrainer:
         With the fused AdamW kernel (plain or data-parallel runs), the scale goes to the kernel as the `grad_scale`
         it divides every gradient by (the hook mixed-precision loss scaling uses), instead of a separate pass that
         multiplies every gradient in memory first: the same update up to one rounding of each gradient, one read and
-        write of all gradients less per optimizer step (in-process A/B on `alinea bench ppo --precision bf16`: 0.26 -> 0.23 s a step for both models' clipping and AdamW).
-        Elsewhere, accelerate's `clip_grad_norm_`."""
+        write of all gradients less per optimizer step (in-process A/B on `alinea bench ppo --precision bf16`: 0.26
+        -> 0.23 s a step for both models' clipping and AdamW). Elsewhere, accelerate's `clip_grad_norm_`."""
         from accelerate.utils import DistributedType
 
         clip = self.rcfg.grad_clip

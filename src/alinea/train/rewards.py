@@ -23,6 +23,7 @@ harmlessness is the cost -reward; `neg:` works on judges and functions as well).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import math
 from collections.abc import Callable, Sequence
@@ -123,6 +124,8 @@ class RewardModelSource:
         self.model, self.tokenizer = load_reward_model(path)
         self.model.to(device)
         fuse_activations(self.model)  # same function, one kernel (model/fast.py); scoring is inference only
+        self.precision = contextlib.nullcontext
+        """A context manager factory the forward runs in: an RL trainer sets its autocast (a bf16 run scores in bf16)."""
         self.norm = normalisation_of(self.model)
         self.batch_size = batch_size
         self.sign = sign  # -1 for `neg:DIR`
@@ -167,7 +170,8 @@ class RewardModelSource:
             for row, seq in enumerate(chunk):  # right padding: the model reads the last real token
                 ids[row, : len(seq)] = torch.tensor(seq)
                 mask[row, : len(seq)] = 1
-            raw = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            with self.precision():
+                raw = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
             scores.extend((self.sign * self.norm.apply(raw).mean(dim=-1)).tolist())  # ensemble: mean over heads
         return scores
 
@@ -274,6 +278,10 @@ class RewardMix:
 
     def reward_models(self) -> list[RewardModelSource]:
         return [s for s in self.sources if isinstance(s, RewardModelSource)]
+
+    def model_sources(self) -> list[RewardModelSource]:
+        """Every reward-model source this mix reads (a constrained mix: its cost models too)."""
+        return [s for s in [*self.sources, *getattr(self, "costs", [])] if isinstance(s, RewardModelSource)]
 
     def score(self, inputs: RewardInputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(total (batch,), {component name: (batch,)}); a non-finite value is a `UserError` naming its source."""
