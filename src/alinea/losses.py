@@ -385,8 +385,14 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: flo
     if logits.numel() == 0:
         return torch.zeros(targets.shape, dtype=torch.float32, device=logits.device)
     flat = logits.reshape(-1, logits.shape[-1])  # (B*T, V), a view when contiguous
-    picked = _TokenLogProb.apply(flat, targets.clamp(min=0).reshape(-1), float(temperature))
+    picked = target_logprobs(flat, targets.clamp(min=0).reshape(-1), temperature)
     return picked.view(targets.shape).masked_fill(~valid, 0.0)  # (B, T)
+
+
+def target_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(logits / temperature)[target] of each row: logits (N, V) of any float dtype, targets (N,) valid
+    ids -> float32 (N,), with a gradient (`_TokenLogProb`). What `token_logprobs` and DPO's sequence log-probs run."""
+    return _TokenLogProb.apply(logits, targets, float(temperature))
 
 
 @torch.no_grad()

@@ -29,7 +29,7 @@ from torch import nn
 from alinea.config import AlineaConfig, DPOConfig
 from alinea.data.split import held_out_split, prompt_group_key
 from alinea.errors import UserError
-from alinea.losses import IGNORE_INDEX, dpo_loss, shift_for_next_token
+from alinea.losses import IGNORE_INDEX, dpo_loss, shift_for_next_token, target_logprobs
 from alinea.model.causal_lm import load_model, load_model_and_tokenizer
 from alinea.model.fast import fuse_activations
 from alinea.train.loop import CausalLMLoss, TrainResult, num_processes, train_loop
@@ -131,47 +131,11 @@ def sequence_logps(model: nn.Module, input_ids, attention_mask, labels, *, avera
     else:
         picked = _pair_prefix_hidden(base.get_decoder(), input_ids, attention_mask, prefix_len, keep)  # (N, H)
     logits = base.get_output_embeddings()(picked)  # (N, V)
-    token_logps = TargetLogProb.apply(logits, targets[keep])  # (N,) float32
+    token_logps = target_logprobs(logits, targets[keep])  # (N,) float32
     total = torch.zeros(labels.shape[0], device=labels.device).index_add(0, rows, token_logps)
     if average:
         total = total / keep.sum(-1).clamp(min=1)
     return total
-
-
-class TargetLogProb(torch.autograd.Function):
-    """log softmax(logits)[target] of each row: logits (N, V), targets (N,) -> float32 (N,); = -`token_nll`.
-
-    The same numbers as `-cross_entropy(logits, targets, reduction="none")`, computed a cache-sized block of rows at a
-    time: the forward keeps only each row's log-sum-exp (no (N, V) log-softmax output), and the backward writes the
-    gradient (onehot - softmax) x grad in one pass per block. On CPU this takes about half the time of the
-    log-softmax and its backward over the whole (N, V) matrix, which cost as much as a transformer layer here.
-    """
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        block = _rows_per_block(logits.shape[-1])
-        lse = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)  # (N,)
-        for start in range(0, logits.shape[0], block):
-            lse[start:start + block] = torch.logsumexp(logits[start:start + block].float(), dim=-1)
-        picked = logits.gather(1, targets.unsqueeze(1)).squeeze(1).float()  # (N,)
-        ctx.save_for_backward(logits, targets, lse)
-        return picked - lse
-
-    @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):
-        logits, targets, lse = ctx.saved_tensors
-        block = _rows_per_block(logits.shape[-1])
-        grad = torch.empty_like(logits)  # (N, V)
-        for start in range(0, logits.shape[0], block):
-            rows = slice(start, start + block)
-            softmax = (logits[rows].float() - lse[rows].unsqueeze(1)).exp_()  # (n, V)
-            grad[rows] = softmax.mul_(-grad_out[rows].unsqueeze(1))
-        grad.scatter_add_(1, targets.unsqueeze(1), grad_out.unsqueeze(1).to(grad.dtype))
-        return grad, None
-
-
-def _rows_per_block(vocab: int) -> int:
-    return max(1, (1 << 18) // vocab)  # about 1 MB of float32 logits per block
 
 
 MIN_SHARED_PREFIX = 8

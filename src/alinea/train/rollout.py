@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from alinea.errors import UserError
-from alinea.losses import entropy_from_logits, token_logprobs, token_logprobs_and_entropy
+from alinea.losses import token_logprobs, token_logprobs_and_entropy
 
 
 @dataclass
@@ -211,11 +211,12 @@ def policy_forward(
     Episodes that share a prompt (RLOO/GRPO sample k answers per prompt) run that prompt once: see `answer_logits`."""
     logits = answer_logits(model, rollout)  # (B, T, V)
     targets = rollout.response_ids.to(logits.device)
-    if with_entropy and not torch.is_grad_enabled():  # the rollout's log-probs: both from one pass over the logits
+    if not with_entropy:
+        return token_logprobs(logits, targets, temperature=temperature), None
+    if not torch.is_grad_enabled():  # the rollout's log-probs: both from one pass over the logits
         return token_logprobs_and_entropy(logits, targets, temperature=temperature)
-    logprobs = token_logprobs(logits, targets, temperature=temperature)
-    entropy = fast_entropy(logits.detach(), temperature=temperature) if with_entropy else None
-    return logprobs, entropy
+    _, entropy = token_logprobs_and_entropy(logits.detach(), targets, temperature=temperature)
+    return token_logprobs(logits, targets, temperature=temperature), entropy
 
 
 def answer_logits(model, rollout: Rollout) -> torch.Tensor:
@@ -307,27 +308,6 @@ def _shared_prompts(rollout: Rollout) -> tuple[torch.Tensor, torch.Tensor] | Non
     first_rows.scatter_reduce_(0, inverse, torch.arange(len(rollout)), reduce="amin")
     return first_rows, inverse
 
-
-def fast_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Entropy (B, T) of softmax(logits / temperature), in nats: `alinea.losses.entropy_from_logits`, faster.
-
-    H = logsumexp(z) - sum_v softmax(z)_v z_v (z = logits / T), one sequence at a time in float32: two passes over
-    the vocabulary where log_softmax, exp, masking and a product make five. Rows with a -inf logit (0 * -inf is not a
-    number here) are recomputed with `entropy_from_logits`, which gives such tokens 0.
-    """
-    rows = []
-    for row_logits in logits:  # (T, V)
-        z = row_logits.float()
-        if temperature != 1.0:
-            z = z / temperature
-        rows.append(torch.logsumexp(z, dim=-1) - torch.linalg.vecdot(torch.softmax(z, dim=-1), z))  # (T,)
-    if not rows:
-        return torch.zeros(logits.shape[:-1], dtype=torch.float32, device=logits.device)
-    entropy = torch.stack(rows)  # (B, T)
-    bad_rows = (~torch.isfinite(entropy)).any(dim=-1).nonzero().flatten()
-    if bad_rows.numel():
-        entropy[bad_rows] = entropy_from_logits(logits[bad_rows], temperature=temperature)
-    return entropy
 
 
 class ValueModel(torch.nn.Module):
