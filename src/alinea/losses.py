@@ -376,11 +376,7 @@ def token_logprobs(logits: torch.Tensor, targets: torch.Tensor, temperature: flo
     the extra memory is one block's float32 copy, never a second (B, T, V) tensor; bf16/fp16 logits are upcast per
     block, which keeps the log-probs accurate.
     """
-    _check_temperature(temperature)
-    if logits.shape[:-1] != targets.shape:
-        raise ValueError(
-            f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must agree on (batch, T)"
-        )
+    _check_aligned(logits, targets, temperature)
     valid = targets >= 0  # (B, T)
     if logits.numel() == 0:
         return torch.zeros(targets.shape, dtype=torch.float32, device=logits.device)
@@ -405,23 +401,15 @@ def token_logprobs_and_entropy(
     which gives such tokens 0. The rollout's `reference` phase computes both for the sampling policy: on the 32 x 64
     x 8192 bf16 logits of a PPO step of `alinea bench ppo` (2 threads, Intel Xeon), 60 ms as `token_logprobs` plus
     the rollout's separate entropy pass, 29 ms here."""
-    _check_temperature(temperature)
-    if logits.shape[:-1] != targets.shape:
-        raise ValueError(
-            f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must agree on (batch, T)"
-        )
+    _check_aligned(logits, targets, temperature)
     valid = targets >= 0
     flat = logits.reshape(-1, logits.shape[-1])
-    picked = flat.gather(1, targets.clamp(min=0).reshape(-1, 1)).squeeze(1).float()  # (N,)
-    if temperature != 1.0:
-        picked = picked / temperature
+    picked = _scaled(flat.gather(1, targets.clamp(min=0).reshape(-1, 1)).squeeze(1), temperature)  # (N,)
     entropy = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)
     block = _rows_per_block(flat.shape[-1])
     for start in range(0, flat.shape[0], block):
         rows = slice(start, start + block)
-        scaled = flat[rows].float()
-        if temperature != 1.0:
-            scaled = scaled / temperature
+        scaled = _scaled(flat[rows], temperature)
         lse = torch.logsumexp(scaled, dim=-1)  # (n,)
         picked[rows] -= lse
         probs = (scaled - lse.unsqueeze(1)).exp_()
@@ -447,13 +435,8 @@ class _TokenLogProb(torch.autograd.Function):
         block = _rows_per_block(logits.shape[-1])
         lse = torch.empty(logits.shape[0], dtype=torch.float32, device=logits.device)  # (N,)
         for start in range(0, logits.shape[0], block):
-            scaled = logits[start : start + block].float()
-            if temperature != 1.0:
-                scaled = scaled / temperature
-            lse[start : start + block] = torch.logsumexp(scaled, dim=-1)
-        picked = logits.gather(1, targets.unsqueeze(1)).squeeze(1).float()  # (N,)
-        if temperature != 1.0:
-            picked = picked / temperature
+            lse[start : start + block] = torch.logsumexp(_scaled(logits[start : start + block], temperature), dim=-1)
+        picked = _scaled(logits.gather(1, targets.unsqueeze(1)).squeeze(1), temperature)  # (N,)
         ctx.save_for_backward(logits, targets, lse)
         ctx.temperature = temperature
         return picked - lse
@@ -467,16 +450,28 @@ class _TokenLogProb(torch.autograd.Function):
         grad = torch.empty_like(logits)  # (N, V)
         for start in range(0, logits.shape[0], block):
             rows = slice(start, start + block)
-            scaled = logits[rows].float()
-            if temperature != 1.0:
-                scaled = scaled / temperature
             g = grad_out[rows].unsqueeze(1)  # (n, 1)
-            part = (scaled - lse[rows].unsqueeze(1)).exp_().mul_(-g)  # -softmax * grad, a new (n, V) tensor
+            # -softmax * grad, a new (n, V) tensor
+            part = (_scaled(logits[rows], temperature) - lse[rows].unsqueeze(1)).exp_().mul_(-g)
             part.scatter_add_(1, targets[rows].unsqueeze(1), g)  # + onehot * grad
             if temperature != 1.0:
                 part = part.div_(temperature)
             grad[rows] = part
         return grad, None, None
+
+
+def _check_aligned(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> None:
+    _check_temperature(temperature)
+    if logits.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must agree on (batch, T)"
+        )
+
+
+def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """float32 logits / temperature (no copy for float32 logits at temperature 1: callers do not write into it)."""
+    scaled = logits.float()
+    return scaled / temperature if temperature != 1.0 else scaled
 
 
 def _rows_per_block(vocab: int) -> int:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from alinea.model.onednn import PackedLinears, as_input_of
+from alinea.model.onednn import PackedLinears
 from alinea.model.tokenizer import stop_token_ids
 
 NUCLEUS_CANDIDATES = 64
@@ -326,10 +326,9 @@ class StaticKVDecoder:
         return out.transpose(1, 2).reshape(batch, n, heads * head_dim)
 
     def project(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """`module(x)` for a linear layer, through its packed weight when this call packed it."""
-        if self.linears is not None and module in self.linears:
-            return self.linears(module, x)
-        return module(as_input_of(module, x))
+        """`module(x)` for a linear layer, through its packed weight when this call packed it (`PackedLinears` also
+        calls the layers it did not pack, with their own dtype's input)."""
+        return self.linears(module, x) if self.linears is not None else module(x)
 
     def project_then(self, module: torch.nn.Module, x: torch.Tensor, act, fused: tuple[str, str] | None):
         """`act(module(x))`; `fused` names act as a oneDNN post-operation (e.g. ("gelu", "tanh")) applied in the

@@ -71,6 +71,7 @@ class PackedLinears:
         weights for bf16 products (inputs are converted on the way in, as autocast does); None keeps their dtype."""
         self.entries: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
         self.dtype = dtype
+        self.converted = False  # whether the packed copies are of another dtype than the model's weights
         for module in modules:
             found = _weight_out_in(module)
             if found is None or id(module) in self.entries:
@@ -80,6 +81,7 @@ class PackedLinears:
             if dtype is not None and weight.dtype != dtype:
                 weight = weight.to(dtype)
                 bias = bias.detach().to(dtype) if bias is not None else None
+                self.converted = True
             self.dtype = weight.dtype
             self.entries[id(module)] = (torch.ops.mkldnn._reorder_linear_weight(weight, rows), bias)
 
@@ -110,7 +112,7 @@ class PackedLinears:
         if entry is None:
             if activation != "none":
                 raise ValueError(f"{type(module).__name__} is not packed: apply {activation} yourself")
-            return module(as_input_of(module, x))
+            return module(as_input_of(module, x) if self.converted else x)
         packed, bias = entry
         if x.dtype != packed.dtype:
             x = x.to(packed.dtype)
