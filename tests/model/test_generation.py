@@ -205,6 +205,36 @@ def test_bf16_compute_dtype_packs_bf16_copies_and_gives_the_autocast_logits():
     assert llama.linears is None or llama.linears.dtype == torch.float32
 
 
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_decode_steps_give_the_same_logits_with_and_without_the_c_attention_kernel(kind, monkeypatch):
+    from alinea.model import native
+
+    if native.library() is None:
+        pytest.skip("alinea's C kernels are not built here")
+    ids, mask = left_pad([[5, 17, 42, 8, 3, 60], [9, 4, 33]])
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    for dtype, tolerance in ((torch.float32, 1e-5), (torch.bfloat16, 0.1)):
+        model = tiny_lm(kind, seed=7).to(dtype)
+        runs = {}
+        for with_kernel in (True, False):
+            if not with_kernel:
+                monkeypatch.setattr(native, "library", lambda: None)
+            decoder = decoder_for(model, 10)
+            decoder.start(mask.bool(), 10)
+            assert decoder.native_decode is with_kernel
+            with torch.inference_mode():
+                steps = [decoder.prefill(ids, positions)]
+                token, position = steps[0].argmax(-1), positions[:, -1] + 1
+                for step in range(3):
+                    steps.append(decoder.step(token, position + step, 6 + step))
+            runs[with_kernel] = torch.stack(steps).float()
+            # without the kernel a bf16 model's cache holds float32 keys (torch's bf16 attention is slow on a CPU)
+            expected = dtype if with_kernel else torch.float32
+            assert decoder.cache.keys[0].dtype == expected
+        torch.testing.assert_close(runs[True], runs[False], atol=tolerance, rtol=tolerance)
+        monkeypatch.undo()
+
+
 def test_bf16_compute_dtype_feeds_lora_wrapped_layers_float32_inputs():
     peft = pytest.importorskip("peft")
     from alinea.model.onednn import onednn_linear_works

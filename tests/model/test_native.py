@@ -125,3 +125,85 @@ def test_built_once_into_the_cache(fresh_library):
     native._tried, native._library = False, None
     assert native.library() is not None  # a new process finds the build and does not compile again
     assert built[0].stat().st_mtime_ns == stamp
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# One-query decode attention
+
+
+def _cache(batch, kv_heads, length, head_dim, dtype, capacity=None):
+    """Keys and values as our KV cache holds them: the first `length` positions of a longer buffer."""
+    capacity = capacity or length + 7
+    keys = torch.randn(batch, kv_heads, capacity, head_dim).to(dtype)
+    values = torch.randn(batch, kv_heads, capacity, head_dim).to(dtype)
+    return keys[:, :, :length], values[:, :, :length]
+
+
+def _query(batch, heads, head_dim, dtype):
+    """One query per row, as a strided view of a fused qkv projection (what the GPT-2 decoder passes)."""
+    qkv = torch.randn(batch, 1, 3 * heads * head_dim).to(dtype)
+    return qkv[..., : heads * head_dim].view(batch, 1, heads, head_dim).transpose(1, 2)
+
+
+def _reference(query, keys, values, valid, scale):
+    groups = query.shape[1] // keys.shape[1]
+    keys, values = keys.float().repeat_interleave(groups, 1), values.float().repeat_interleave(groups, 1)
+    mask = None if valid is None else valid[:, None, None, :]
+    out = F.scaled_dot_product_attention(query.float(), keys, values, attn_mask=mask, scale=scale)
+    return out.transpose(1, 2).reshape(query.shape[0], 1, -1)
+
+
+@needs_compiler
+@pytest.mark.parametrize("length", [1, 37, 300])  # 300: three blocks of the online softmax
+@pytest.mark.parametrize("kv_heads", [4, 2])  # 2: grouped-query attention, two query heads per key/value head
+def test_decode_attention_is_sdpa_in_float32(length, kv_heads):
+    torch.manual_seed(length)
+    query, (keys, values) = _query(3, 4, 16, torch.float32), _cache(3, kv_heads, length, 16, torch.float32)
+    query = query * 4  # peaked weights: the block maxima differ, so the running rescale is exercised
+    assert native.decode_attention_usable(query, keys)
+    out = native.decode_attention(query, keys, values, None, 0.25)
+    assert out.shape == (3, 1, 64) and out.dtype == torch.float32
+    torch.testing.assert_close(out, _reference(query, keys, values, None, 0.25), rtol=1e-5, atol=1e-6)
+
+
+@needs_compiler
+def test_decode_attention_masks_positions_and_gives_zeros_where_nothing_is_valid():
+    torch.manual_seed(0)
+    query, (keys, values) = _query(3, 2, 8, torch.float32), _cache(3, 2, 140, 8, torch.float32)
+    valid = torch.ones(3, 150, dtype=torch.bool)[:, :140]  # a slice of a longer mask, as the decoder passes
+    valid[0, :130] = False  # the only valid positions in the second block
+    valid[1, ::3] = False
+    out = native.decode_attention(query, keys, values, valid, 0.3)
+    torch.testing.assert_close(out[:2], _reference(query, keys, values, valid, 0.3)[:2], rtol=1e-5, atol=1e-6)
+    valid[2] = False
+    out = native.decode_attention(query, keys, values, valid, 0.3)
+    assert torch.equal(out[2], torch.zeros(1, 16))
+
+
+@needs_compiler
+def test_decode_attention_in_bf16_is_the_float32_result_rounded():
+    torch.manual_seed(1)
+    query, (keys, values) = _query(4, 4, 64, torch.bfloat16), _cache(4, 4, 96, 64, torch.bfloat16)
+    out = native.decode_attention(query, keys, values, None, 0.125)
+    assert out.dtype == torch.bfloat16
+    assert _within_one_bf16_step(out, _reference(query, keys, values, None, 0.125))
+
+
+@needs_compiler
+def test_decode_attention_refuses_what_it_cannot_read():
+    query, (keys, values) = _query(2, 4, 8, torch.float32), _cache(2, 4, 5, 8, torch.float32)
+    assert not native.decode_attention_usable(query.expand(2, 4, 2, 8), keys)  # two queries per row
+    assert not native.decode_attention_usable(query.double(), keys.double())
+    assert not native.decode_attention_usable(query, keys.transpose(2, 3))  # positions not one after the other
+    assert not native.decode_attention_usable(query, keys.to(torch.bfloat16))
+    assert not native.decode_attention_usable(_query(2, 3, 8, torch.float32), keys)  # 3 heads over 4
+    with pytest.raises(ValueError, match="values must be laid out as keys"):
+        native.decode_attention(query, keys, values.transpose(2, 3).contiguous().transpose(2, 3), None, 1.0)
+    with pytest.raises(ValueError, match=r"valid must be \(batch, length\) bool"):
+        native.decode_attention(query, keys, values, torch.ones(2, 6, dtype=torch.bool), 1.0)
+
+
+def test_decode_attention_off_without_the_library(fresh_library, monkeypatch):
+    monkeypatch.setenv("ALINEA_NATIVE", "0")
+    query, (keys, _) = _query(2, 4, 8, torch.float32), _cache(2, 4, 5, 8, torch.float32)
+    assert not native.decode_attention_usable(query, keys)

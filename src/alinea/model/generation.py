@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from alinea.model import native
 from alinea.model.onednn import PackedLinears
 from alinea.model.tokenizer import stop_token_ids
 
@@ -43,6 +44,9 @@ probability mass is below top_p (a full sort of a 32 x 8192 batch costs about 9 
 
 _SDPA_HAS_GQA = tuple(int(part) for part in torch.__version__.split(".")[:2]) >= (2, 5)
 """`scaled_dot_product_attention(enable_gqa=True)` arrived in torch 2.5."""
+
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+"""Dtypes whose attention runs in float32 on a CPU (see `StaticKVDecoder.attend`)."""
 
 CHECK_FINISHED_EVERY = {"cpu": 1, "other": 8}
 """Decode steps between checks whether every row has stopped: each check waits for the device (free on a CPU)."""
@@ -254,6 +258,7 @@ class StaticKVDecoder:
         self.head_t: torch.Tensor | None = None  # lm_head weight as (width, vocab), on CPU
         self.head_bias: torch.Tensor | None = None
         self.linears: PackedLinears | None = None  # oneDNN-packed weights of this call, on CPU
+        self.native_decode = False  # decode steps attend through alinea.model.native's kernel (CPU)
 
     def linear_modules(self) -> list[torch.nn.Module]:
         """Every linear layer a step multiplies by (projections, MLP, LM head): what `start` may pack."""
@@ -283,6 +288,7 @@ class StaticKVDecoder:
             # per step than by the transposed (vocab, width) weight (the largest matrix product of a step).
             self.head_t = head.weight.t().contiguous()
             self.head_bias = head.bias
+        self.native_decode = on_cpu and native.library() is not None
         self.valid = None
         if not bool(prompt_mask.all()):
             batch, prompt_len = prompt_mask.shape
@@ -307,8 +313,19 @@ class StaticKVDecoder:
         decode steps, q = 1 for the top layer of prefill. Without a mask, prefill is causal and a single query sees
         every cached position.
         """
+        out_dtype = query.dtype
+        on_cpu = query.device.type == "cpu"
+        if out_dtype in HALF_DTYPES and on_cpu and not self.native_decode:
+            # PyTorch's CPU attention kernel is several times slower in bf16 than in float32 at decode shapes (one
+            # query over the cache; measured in docs/sampling.md): the cache holds float32 keys and values instead.
+            query, key, value = query.float(), key.float(), value.float()
         keys, values = self.cache.write(layer, start, key, value)
         batch, heads, n, head_dim = query.shape
+        if n == 1 and self.native_decode and native.decode_attention_usable(query, keys):
+            # one query per row (a decode step, or prefill's top layer): the mask's last row is the one it reads
+            return native.decode_attention(query, keys, values, None if mask is None else mask[:, 0, -1], scale)
+        if out_dtype in HALF_DTYPES and on_cpu:
+            query, keys, values = query.float(), keys.float(), values.float()
         if mask is not None and mask.shape[-2] != n:
             mask = mask[..., -n:, :]
         if keys.shape[1] != heads:  # grouped-query attention: each kv head serves heads // kv_heads query heads
@@ -323,7 +340,7 @@ class StaticKVDecoder:
         out = F.scaled_dot_product_attention(
             query, keys, values, attn_mask=mask, is_causal=mask is None and n > 1, scale=scale, **extra,
         )  # (batch, heads, n, d)
-        return out.transpose(1, 2).reshape(batch, n, heads * head_dim)
+        return out.transpose(1, 2).reshape(batch, n, heads * head_dim).to(out_dtype)
 
     def project(self, module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
         """`module(x)` for a linear layer, through its packed weight when this call packed it (`PackedLinears` also

@@ -123,6 +123,64 @@ void gelu_tanh_bf16_backward(const uint16_t *grad, const uint16_t *x, uint16_t *
         gelu_backward_block(gs, xs, out + c, len);
     }
 }
+/* One-query attention of a decode step over a key/value cache, per (batch, head) row, in float32 arithmetic:
+   out = softmax(scale * K q + mask) V, with an online softmax over blocks of BLOCK positions (scores on the stack,
+   any cache length). q: (B, H, D) at strides q_b, q_h; keys and values: (B, H / G, L, D) at strides k_b, k_h (and
+   v_b, v_h), positions D apart, query head h reading key/value head h / G (grouped-query attention); out: (B, H, D) at strides o_b, o_h; the last dimension contiguous everywhere. valid: NULL,
+   or (B, L) bytes at stride m_b, 0 = masked position. A row with no valid position gets zeros. */
+
+#define BLOCK 128
+#define MAX_HEAD_DIM 512
+
+#define DECODE_ATTENTION(NAME, T, LOAD, STORE)                                                                  \
+void NAME(const T *q, const T *k, const T *v, T *out, const uint8_t *valid, int64_t B, int64_t H, int64_t G,  \
+          int64_t L, int64_t D, int64_t q_b, int64_t q_h, int64_t k_b, int64_t k_h, int64_t v_b, int64_t v_h, int64_t o_b, \
+          int64_t o_h, int64_t m_b, float scale) {                                                              \
+    _Pragma("omp parallel for schedule(static) if (B * H * L * D >= 65536)")                                   \
+    for (int64_t row = 0; row < B * H; row++) {                                                               \
+        int64_t b = row / H, h = row % H, kv = h / G;                                                         \
+        const T *qr = q + b * q_b + h * q_h, *kr = k + b * k_b + kv * k_h, *vr = v + b * v_b + kv * v_h;      \
+        const uint8_t *mr = valid ? valid + b * m_b : 0;                                                       \
+        float qs[MAX_HEAD_DIM], acc[MAX_HEAD_DIM], scores[BLOCK];                                            \
+        for (int64_t d = 0; d < D; d++) { qs[d] = LOAD(qr[d]) * scale; acc[d] = 0.0f; }                     \
+        float best = -__builtin_inff(), total = 0.0f;                                                         \
+        for (int64_t start = 0; start < L; start += BLOCK) {                                                  \
+            int64_t n = L - start < BLOCK ? L - start : BLOCK;                                                \
+            float block_best = -__builtin_inff();                                                              \
+            for (int64_t i = 0; i < n; i++) {                                                                 \
+                const T *key = kr + (start + i) * D;                                                           \
+                float dot = 0.0f;                                                                              \
+                _Pragma("omp simd reduction(+ : dot)")                                                         \
+                for (int64_t d = 0; d < D; d++) dot += qs[d] * LOAD(key[d]);                                 \
+                if (mr && !mr[start + i]) dot = -__builtin_inff();                                             \
+                scores[i] = dot;                                                                               \
+                block_best = dot > block_best ? dot : block_best;                                              \
+            }                                                                                                  \
+            if (block_best == -__builtin_inff()) continue;                                                     \
+            if (block_best > best) {                                                                           \
+                float shrink = best == -__builtin_inff() ? 0.0f : exp_approx(best - block_best);              \
+                total *= shrink;                                                                               \
+                for (int64_t d = 0; d < D; d++) acc[d] *= shrink;                                            \
+                best = block_best;                                                                             \
+            }                                                                                                  \
+            for (int64_t i = 0; i < n; i++) {                                                                 \
+                if (scores[i] == -__builtin_inff()) continue;                                                  \
+                float weight = exp_approx(scores[i] - best);                                                   \
+                const T *value = vr + (start + i) * D;                                                         \
+                total += weight;                                                                               \
+                _Pragma("omp simd")                                                                            \
+                for (int64_t d = 0; d < D; d++) acc[d] += weight * LOAD(value[d]);                           \
+            }                                                                                                  \
+        }                                                                                                      \
+        T *orow = out + b * o_b + h * o_h;                                                                     \
+        float inv = total > 0.0f ? 1.0f / total : 0.0f;                                                       \
+        for (int64_t d = 0; d < D; d++) orow[d] = STORE(acc[d] * inv);                                       \
+    }                                                                                                          \
+}
+
+#define ID(x) (x)
+DECODE_ATTENTION(decode_attention_f32, float, ID, ID)
+DECODE_ATTENTION(decode_attention_bf16, uint16_t, from_bf16, to_bf16)
 """
 
 FLAGS = ["-O3", "-march=native", "-shared", "-fPIC", "-fno-math-errno", "-fopenmp"]
@@ -191,6 +249,9 @@ def library() -> ctypes.CDLL | None:
         lib.gelu_tanh_bf16.argtypes = [pointer, pointer, int64]
         lib.gelu_tanh_bf16_backward.argtypes = [pointer, pointer, pointer, int64]
         lib.gelu_tanh_bf16.restype = lib.gelu_tanh_bf16_backward.restype = None
+        for kernel in (lib.decode_attention_f32, lib.decode_attention_bf16):
+            kernel.argtypes = [pointer] * 5 + [int64] * 14 + [ctypes.c_float]
+            kernel.restype = None
         _library = lib
         return lib
 
@@ -214,4 +275,48 @@ def gelu_tanh_backward(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     grad = grad.contiguous()
     out = torch.empty_like(x)
     lib.gelu_tanh_bf16_backward(grad.data_ptr(), x.data_ptr(), out.data_ptr(), x.numel())
+    return out
+
+
+DECODE_DTYPES = {torch.float32: "decode_attention_f32", torch.bfloat16: "decode_attention_bf16"}
+"""The cache dtypes `decode_attention` takes, and their kernels."""
+
+
+def decode_attention_usable(query: torch.Tensor, keys: torch.Tensor) -> bool:
+    """Whether `decode_attention` takes these: CPU tensors of one dtype in `DECODE_DTYPES`, a single query per row,
+    a contiguous last dimension of at most 512, cache positions stored one after the other, and the library built."""
+    head_dim = query.shape[-1]
+    return (
+        query.device.type == "cpu" and keys.device.type == "cpu" and query.dtype == keys.dtype
+        and query.dtype in DECODE_DTYPES and query.dim() == 4 and query.shape[2] == 1 and head_dim <= 512
+        and query.stride(-1) == 1 and keys.stride(-1) == 1 and keys.stride(-2) == head_dim
+        and query.shape[1] % keys.shape[1] == 0 and library() is not None
+    )
+
+
+def decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, valid: torch.Tensor | None,
+                     scale: float) -> torch.Tensor:
+    """Attention of one query per (batch, head) over a cache: query (B, H, 1, D), keys and values (B, KV, L, D) with
+    H a multiple of KV, valid None or (B, L) bool (False = masked). Returns (B, 1, H * D) in the query's dtype.
+
+    The same numbers as `scaled_dot_product_attention(query, keys, values, mask, scale=scale)` up to float32
+    rounding (the exponential is `exp_approx`, about 2 ulp); `decode_attention_usable` must hold for query and keys,
+    and for values as for keys.
+    """
+    batch, heads, _, head_dim = query.shape
+    kv_heads, length = keys.shape[1], keys.shape[2]
+    if values.stride(-1) != 1 or values.stride(-2) != head_dim or values.dtype != keys.dtype:
+        raise ValueError("decode_attention: values must be laid out as keys are")
+    out = torch.empty(batch, 1, heads * head_dim, dtype=query.dtype)
+    mask_pointer, mask_stride = None, 0
+    if valid is not None:
+        if valid.dtype != torch.bool or valid.shape != (batch, length) or valid.stride(-1) != 1:
+            raise ValueError(f"decode_attention: valid must be (batch, length) bool, got {tuple(valid.shape)}")
+        mask_pointer, mask_stride = valid.data_ptr(), valid.stride(0)
+    kernel = getattr(library(), DECODE_DTYPES[query.dtype])
+    kernel(
+        query.data_ptr(), keys.data_ptr(), values.data_ptr(), out.data_ptr(), mask_pointer, batch, heads,
+        heads // kv_heads, length, head_dim, query.stride(0), query.stride(1), keys.stride(0), keys.stride(1),
+        values.stride(0), values.stride(1), heads * head_dim, head_dim, mask_stride, scale,
+    )
     return out
