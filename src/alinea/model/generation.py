@@ -15,7 +15,8 @@ Two ways to run the model, picked per call by `decoder_for`:
 - **Our decoder** (`StaticKVDecoder`) for the architectures we know (GPT-2; Llama, Mistral and Qwen2 without
   sliding windows): the cache is preallocated once for `prompt_len + max_new_tokens` positions and written in place,
   the attention mask is built once (and dropped entirely when no prompt is padded), and the step calls the model's
-  own submodules (norms, projections, MLPs, LM head, rotary tables) with `scaled_dot_product_attention` in between.
+  own submodules (norms, projections, MLPs, LM head, rotary tables) with `scaled_dot_product_attention` in between
+  (on a CPU, a decode step's one-query attention goes through a C kernel, `alinea.model.native.decode_attention`).
   Calling the submodules, not copies of their weights, keeps LoRA adapters (peft) and later weight updates live.
   Dropout is never applied: a rollout samples from the deterministic policy whatever `model.training` says.
 - **The model's own forward** with a transformers `DynamicCache` for any other causal LM.
@@ -311,11 +312,14 @@ class StaticKVDecoder:
 
         Returns (batch, q, heads * d). The q queries are the last q of the n positions written: q = n in prefill and
         decode steps, q = 1 for the top layer of prefill. Without a mask, prefill is causal and a single query sees
-        every cached position.
+        every cached position. On a CPU a single query goes through `alinea.model.native.decode_attention` when it
+        is built, and the cache keeps the model's dtype; otherwise `scaled_dot_product_attention`, in float32 for
+        half-precision models.
         """
         out_dtype = query.dtype
         on_cpu = query.device.type == "cpu"
-        if out_dtype in HALF_DTYPES and on_cpu and not self.native_decode:
+        native_cache = self.native_decode and out_dtype in native.DECODE_DTYPES
+        if out_dtype in HALF_DTYPES and on_cpu and not native_cache:
             # PyTorch's CPU attention kernel is several times slower in bf16 than in float32 at decode shapes (one
             # query over the cache; measured in docs/sampling.md): the cache holds float32 keys and values instead.
             query, key, value = query.float(), key.float(), value.float()
