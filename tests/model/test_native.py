@@ -199,6 +199,10 @@ def test_decode_attention_refuses_what_it_cannot_read():
     assert not native.decode_attention_usable(_query(2, 3, 8, torch.float32), keys)  # 3 heads over 4
     with pytest.raises(ValueError, match="values must be laid out as keys"):
         native.decode_attention(query, keys, values.transpose(2, 3).contiguous().transpose(2, 3), None, 1.0)
+    with pytest.raises(ValueError, match="keys and values must be"):
+        native.decode_attention(query, keys, values[:, :, :4], None, 1.0)  # fewer values than keys
+    with pytest.raises(ValueError, match="keys and values must be"):
+        native.decode_attention(query, keys[:1], values[:1], None, 1.0)  # another batch
     with pytest.raises(ValueError, match=r"valid must be \(batch, length\) bool"):
         native.decode_attention(query, keys, values, torch.ones(2, 6, dtype=torch.bool), 1.0)
 

@@ -313,6 +313,9 @@ def decode_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tens
     """
     batch, heads, _, head_dim = query.shape
     kv_heads, length = keys.shape[1], keys.shape[2]
+    if keys.shape[0] != batch or keys.shape[3] != head_dim or values.shape != keys.shape:
+        raise ValueError(f"decode_attention: keys and values must be ({batch}, kv_heads, length, {head_dim}), got "
+                         f"{tuple(keys.shape)} and {tuple(values.shape)}")
     if values.stride(-1) != 1 or values.stride(-2) != head_dim or values.dtype != keys.dtype:
         raise ValueError("decode_attention: values must be laid out as keys are")
     out = torch.empty(batch, 1, heads * head_dim, dtype=query.dtype)
